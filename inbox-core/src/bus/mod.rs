@@ -1,0 +1,77 @@
+//! The Bus port: how envelopes travel between connectors, the core and the web.
+//!
+//! Producers call [`Bus`]; the core takes inbound records in batches from an [`InboundConsumer`] and
+//! acknowledges them only after the store transaction that handled them committed, so a source
+//! never advances its cursor past what is not safe.
+
+pub mod local;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::envelope::{DomainEvent, InboundEvent, OutboundMessage};
+use crate::ingest::InboundRecord;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    /// The event was not accepted; the producer must not advance its cursor and should retry.
+    #[error("not accepted: {0}")]
+    NotAccepted(String),
+    #[error("the bus is shut down")]
+    Closed,
+}
+
+/// The producing side of the bus.
+#[async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Publishes an inbound event. Resolves once it is durably accepted: with the in-process bus,
+    /// once the core stored or dead-lettered it; with Kafka, once the broker acknowledged it.
+    async fn publish_inbound(&self, event: &InboundEvent) -> Result<(), BusError>;
+
+    /// Hands a reply to the connectors. Resolves once the bus took responsibility for it.
+    async fn publish_outbound(&self, message: &OutboundMessage) -> Result<(), BusError>;
+
+    /// Publishes domain events after a commit; best effort (they drive live views only).
+    async fn publish_domain(&self, events: &[DomainEvent]) -> Result<(), BusError>;
+
+    /// Every domain event from now on (each subscriber sees every event).
+    fn subscribe_domain(&self) -> broadcast::Receiver<DomainEvent>;
+}
+
+/// One inbound record and the handle to acknowledge it.
+#[derive(Debug)]
+pub struct Delivery<A> {
+    pub record: InboundRecord,
+    pub ack: A,
+}
+
+/// The consuming side for the core.
+#[async_trait]
+pub trait InboundConsumer: Send {
+    type Ack: Send;
+
+    /// Waits for at least one record, then takes up to `max` more that arrive within `linger`.
+    /// `None` when the bus is closed.
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        linger: Duration,
+    ) -> Option<Vec<Delivery<Self::Ack>>>;
+
+    /// Acknowledges records after their transaction committed (`Ok`) or reports that they could not
+    /// be stored (`Err`), in which case the bus redelivers or fails their producers.
+    async fn settle(&mut self, acks: Vec<Self::Ack>, result: Result<(), String>);
+}
+
+/// The consuming side for the connectors.
+#[async_trait]
+pub trait OutboundConsumer: Send {
+    type Ack: Send;
+
+    async fn next(&mut self) -> Option<(OutboundMessage, Self::Ack)>;
+
+    /// Acknowledges a reply once its delivery report was published.
+    async fn settle(&mut self, ack: Self::Ack);
+}

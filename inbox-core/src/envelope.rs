@@ -1,0 +1,446 @@
+//! The wire contract between connectors, the core and the web: every message from every channel becomes
+//! one [`InboundEvent`], every reply one [`OutboundMessage`], every state change one [`DomainEvent`].
+//!
+//! All payloads are JSON and carry `schema_version`. Decoders accept unknown fields so a newer producer
+//! can add optional data without breaking older consumers; a different major `schema_version` is refused.
+//! Documented for outside producers in `docs/envelope.md`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
+
+/// The version written by this build and the only one it reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why a payload could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("invalid JSON at `{path}`: {message}")]
+    Json { path: String, message: String },
+    #[error("unsupported schema_version {found} (this build reads {SCHEMA_VERSION})")]
+    SchemaVersion { found: u32 },
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        schema_version: u32,
+    }
+    let versioned: Versioned = serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Json {
+        path: "schema_version".into(),
+        message: e.to_string(),
+    })?;
+    if versioned.schema_version != SCHEMA_VERSION {
+        return Err(EnvelopeError::SchemaVersion {
+            found: versioned.schema_version,
+        });
+    }
+    // The dotted path of the failing field makes a dead letter readable for operators.
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| EnvelopeError::Json {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+/// The kind of a channel; decides which connector serves it and which threading rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    Webhook,
+    Email,
+    Telegram,
+    Mastodon,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Email => "email",
+            ChannelKind::Telegram => "telegram",
+            ChannelKind::Mastodon => "mastodon",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "webhook" => Some(ChannelKind::Webhook),
+            "email" => Some(ChannelKind::Email),
+            "telegram" => Some(ChannelKind::Telegram),
+            "mastodon" => Some(ChannelKind::Mastodon),
+            _ => None,
+        }
+    }
+
+    /// Chat-like channels thread by "the contact's latest conversation" (DESIGN §5 rule 4);
+    /// email threads by headers, token and subject instead.
+    pub fn is_chat_like(self) -> bool {
+        !matches!(self, ChannelKind::Email)
+    }
+}
+
+/// Everything that flows from connectors into the core (`inbox.inbound`).
+// Messages are the common case: boxing them would add an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InboundEvent {
+    Message(InboundMessage),
+    Delivery(DeliveryReport),
+}
+
+/// [`InboundEvent`] with its `schema_version`, as it travels on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundEnvelope {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub event: InboundEvent,
+}
+
+impl InboundEvent {
+    pub fn to_json(&self) -> Vec<u8> {
+        let envelope = InboundEnvelope {
+            schema_version: SCHEMA_VERSION,
+            event: self.clone(),
+        };
+        // Serializing plain data structs with string keys cannot fail.
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        decode::<InboundEnvelope>(bytes).map(|e| e.event)
+    }
+
+    /// The channel the event belongs to.
+    pub fn channel_id(&self) -> ChannelId {
+        match self {
+            InboundEvent::Message(m) => m.channel_id,
+            InboundEvent::Delivery(d) => d.channel_id,
+        }
+    }
+
+    /// Bus partition key (DESIGN §3): one customer's events stay in order.
+    pub fn partition_key(&self) -> String {
+        match self {
+            InboundEvent::Message(m) => format!("{}:{}", m.channel_id, m.from.handle),
+            InboundEvent::Delivery(d) => format!("{}:{}", d.channel_id, d.conversation_id),
+        }
+    }
+}
+
+/// One message received on a channel, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Minted by the connector (UUIDv7); becomes the stored message's id.
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    pub channel_kind: ChannelKind,
+    /// The channel's own id of the message (Message-ID, chat:msg, status id, webhook external_id).
+    pub external_id: String,
+    #[serde(default)]
+    pub thread: ThreadHints,
+    pub from: Party,
+    #[serde(default)]
+    pub to: Vec<Party>,
+    /// Provider time, if the channel gives one.
+    #[serde(default)]
+    pub sent_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    #[serde(default)]
+    pub body: Body,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
+    /// Where the raw source (the .eml, the JSON update) is kept so it can be re-parsed.
+    #[serde(default)]
+    pub raw: Option<BlobRef>,
+}
+
+/// What a channel tells us about where a message belongs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadHints {
+    /// External id of the message this one replies to.
+    #[serde(default)]
+    pub in_reply_to: Option<String>,
+    /// Further external ids of the thread (email References), oldest first.
+    #[serde(default)]
+    pub references: Vec<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Chat or thread id on the channel, if it has one.
+    #[serde(default)]
+    pub chat_id: Option<String>,
+}
+
+/// A sender or recipient on a channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Party {
+    /// The channel's handle: email address, Telegram user id, `@user@host`, webhook user id.
+    pub handle: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A verified email address; links contacts across channels.
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    #[serde(default)]
+    pub text: String,
+    /// Sanitized HTML, when the channel has any.
+    #[serde(default)]
+    pub html: Option<String>,
+}
+
+/// An attachment kept in blob storage; only the reference travels on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub name: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Blob location (`object_store` path or URL).
+    pub blob: BlobRef,
+}
+
+/// A location in blob storage (an `object_store` path) or an external URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BlobRef(pub String);
+
+/// Outcome of delivering an [`OutboundMessage`], reported back by the connector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    /// The outbound message this reports on.
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub channel_id: ChannelId,
+    pub status: DeliveryStatus,
+    /// The channel's id of the delivered message, used to thread the customer's answer to it.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The last error, for `failed`.
+    #[serde(default)]
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// Delivery state of an outgoing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Queued,
+    Sent,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A reply to deliver on the conversation's channel (`inbox.outbound`, key = conversation id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    pub schema_version: u32,
+    /// The stored message's id; receivers use it as an idempotency key.
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub channel_id: ChannelId,
+    pub channel_kind: ChannelKind,
+    /// The customer's handle on the channel.
+    pub to: Party,
+    #[serde(default)]
+    pub thread: ThreadHints,
+    pub body: Body,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
+    /// Display name of the agent who wrote it.
+    #[serde(default)]
+    pub author: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl OutboundMessage {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        decode(bytes)
+    }
+}
+
+/// What happened, published after each commit (`inbox.events`, key = conversation id); drives live views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    pub schema_version: u32,
+    pub id: Uuid,
+    pub kind: DomainEventKind,
+    pub conversation_id: ConversationId,
+    #[serde(default)]
+    pub message_id: Option<MessageId>,
+    #[serde(default)]
+    pub contact_id: Option<ContactId>,
+    pub at: DateTime<Utc>,
+}
+
+impl DomainEvent {
+    pub fn new(kind: DomainEventKind, conversation_id: ConversationId, at: DateTime<Utc>) -> Self {
+        DomainEvent {
+            schema_version: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            kind,
+            conversation_id,
+            message_id: None,
+            contact_id: None,
+            at,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        decode(bytes)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainEventKind {
+    ConversationOpened,
+    ConversationReopened,
+    ConversationUpdated,
+    MessageReceived,
+    MessageSent,
+    NoteAdded,
+    DeliveryUpdated,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_message() -> InboundMessage {
+        InboundMessage {
+            id: MessageId::new(),
+            channel_id: ChannelId::new(),
+            channel_kind: ChannelKind::Webhook,
+            external_id: "ext-1".into(),
+            thread: ThreadHints {
+                in_reply_to: Some("ext-0".into()),
+                references: vec!["ext-0".into()],
+                subject: Some("Order 42".into()),
+                chat_id: None,
+            },
+            from: Party {
+                handle: "u-17".into(),
+                name: Some("Ada".into()),
+                email: Some("ada@example.com".into()),
+                phone: None,
+            },
+            to: vec![],
+            sent_at: Some(Utc::now()),
+            received_at: Utc::now(),
+            body: Body {
+                text: "Hello — ünïcode ✓".into(),
+                html: None,
+            },
+            attachments: vec![AttachmentRef {
+                name: "a.png".into(),
+                content_type: Some("image/png".into()),
+                size: Some(10),
+                blob: BlobRef("blobs/a.png".into()),
+            }],
+            raw: Some(BlobRef("raw/1.json".into())),
+        }
+    }
+
+    #[test]
+    fn inbound_message_round_trips() {
+        let event = InboundEvent::Message(sample_message());
+        let json = event.to_json();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["schema_version"], 1);
+        assert_eq!(value["type"], "message");
+        assert_eq!(InboundEvent::from_json(&json).unwrap(), event);
+    }
+
+    #[test]
+    fn delivery_report_round_trips() {
+        let event = InboundEvent::Delivery(DeliveryReport {
+            message_id: MessageId::new(),
+            conversation_id: ConversationId::new(),
+            channel_id: ChannelId::new(),
+            status: DeliveryStatus::Failed,
+            external_id: None,
+            error: Some("HTTP 500".into()),
+            attempts: 3,
+            at: Utc::now(),
+        });
+        assert_eq!(InboundEvent::from_json(&event.to_json()).unwrap(), event);
+    }
+
+    #[test]
+    fn outbound_and_domain_events_round_trip() {
+        let out = OutboundMessage {
+            schema_version: SCHEMA_VERSION,
+            id: MessageId::new(),
+            conversation_id: ConversationId::new(),
+            channel_id: ChannelId::new(),
+            channel_kind: ChannelKind::Webhook,
+            to: Party {
+                handle: "u-1".into(),
+                ..Party::default()
+            },
+            thread: ThreadHints::default(),
+            body: Body {
+                text: "hi".into(),
+                html: None,
+            },
+            attachments: vec![],
+            author: Some("Agent".into()),
+            created_at: Utc::now(),
+        };
+        assert_eq!(OutboundMessage::from_json(&out.to_json()).unwrap(), out);
+        let ev = DomainEvent::new(
+            DomainEventKind::MessageReceived,
+            ConversationId::new(),
+            Utc::now(),
+        );
+        assert_eq!(DomainEvent::from_json(&ev.to_json()).unwrap(), ev);
+    }
+
+    #[test]
+    fn other_schema_versions_are_refused() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&InboundEvent::Message(sample_message()).to_json()).unwrap();
+        value["schema_version"] = 2.into();
+        let err = InboundEvent::from_json(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+        assert!(matches!(err, EnvelopeError::SchemaVersion { found: 2 }));
+    }
+
+    #[test]
+    fn unknown_fields_are_accepted_and_garbage_is_an_error() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&InboundEvent::Message(sample_message()).to_json()).unwrap();
+        value["added_later"] = "x".into();
+        assert!(InboundEvent::from_json(&serde_json::to_vec(&value).unwrap()).is_ok());
+        assert!(InboundEvent::from_json(b"not json").is_err());
+        assert!(InboundEvent::from_json(br#"{"schema_version":1,"type":"message"}"#).is_err());
+    }
+}

@@ -1,0 +1,653 @@
+//! THE ingest funnel: every inbound record, from any channel and any bus, goes through [`ingest`].
+//!
+//! A batch is handled set-wise in one transaction: a handful of lookups for the whole batch
+//! (channels, known external ids, identities, candidate conversations), the threading decisions in
+//! memory, then one multi-row insert per table. Replays are harmless: (channel, external id) is
+//! unique and already-stored messages are reported as duplicates. Records that cannot be stored are
+//! dead-lettered in the same transaction, so the caller may acknowledge the whole batch on success.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::envelope::{
+    ChannelKind, DeliveryReport, DomainEvent, DomainEventKind, InboundEvent, InboundMessage,
+};
+use crate::identity::{EmailAddress, channel_identity, email_identity};
+use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
+use crate::model::{
+    Actor, Channel, ConversationStatus, Direction, EventKind, Identity, ThreadReason, to_millis,
+};
+use crate::store::{
+    ConversationState, NewContact, NewEvent, NewIdentity, NewMessage, Store, StoreError, StoreTx,
+};
+use crate::threading::{self, Candidate, Placement, ThreadingPolicy};
+
+/// Longest accepted external id, handle and text; beyond them a record is dead-lettered.
+const MAX_EXTERNAL_ID: usize = 1_000;
+const MAX_HANDLE: usize = 500;
+const MAX_TEXT: usize = 1 << 20;
+/// Characters of a message shown in the conversation list.
+const PREVIEW_CHARS: usize = 140;
+
+/// Tunables of the funnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestSettings {
+    pub threading: ThreadingPolicy,
+    /// A `sent_at` further than this in the future is replaced by `received_at` (DESIGN §5).
+    pub max_clock_skew: Duration,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            threading: ThreadingPolicy::default(),
+            max_clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One record taken off the bus.
+#[allow(clippy::large_enum_variant)] // see InboundEvent
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboundRecord {
+    Event(InboundEvent),
+    /// Bytes that did not decode as an envelope; kept verbatim with the error.
+    Undecodable {
+        payload: String,
+        error: String,
+    },
+}
+
+/// What the funnel did with one record, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Stored {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+        reason: ThreadReason,
+    },
+    /// The same (channel, external id) was stored before; nothing changed.
+    Duplicate {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    },
+    DeliveryRecorded {
+        message_id: MessageId,
+    },
+    DeadLettered {
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestReport {
+    pub outcomes: Vec<Outcome>,
+    /// To publish once the transaction is committed.
+    pub domain_events: Vec<DomainEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The batch was not stored (nothing was); the caller retries it and acknowledges nothing.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores a batch of inbound records in one transaction. On `Ok`, every record is either stored,
+/// recognised as a duplicate, or dead-lettered, and the caller may acknowledge all of them.
+pub async fn ingest(
+    store: &Store,
+    records: &[InboundRecord],
+    settings: &IngestSettings,
+) -> Result<IngestReport, IngestError> {
+    let mut tx = store.begin().await?;
+    let report = Batch::new(records, settings).run(&mut tx).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// A message that passed validation, with its normalized values.
+struct ValidMessage {
+    index: usize,
+    message: InboundMessage,
+    kind: ChannelKind,
+    identity: Identity,
+    verified_email: Option<EmailAddress>,
+    sent_at: i64,
+}
+
+struct Batch<'a> {
+    records: &'a [InboundRecord],
+    settings: &'a IngestSettings,
+    outcomes: Vec<Option<Outcome>>,
+    dead: Vec<(usize, Option<ChannelId>, String, String)>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(records: &'a [InboundRecord], settings: &'a IngestSettings) -> Self {
+        Batch {
+            records,
+            settings,
+            outcomes: vec![None; records.len()],
+            dead: Vec::new(),
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        index: usize,
+        channel: Option<ChannelId>,
+        payload: String,
+        error: String,
+    ) {
+        self.outcomes[index] = Some(Outcome::DeadLettered {
+            error: error.clone(),
+        });
+        self.dead.push((index, channel, payload, error));
+    }
+
+    async fn run(mut self, tx: &mut StoreTx) -> Result<IngestReport, IngestError> {
+        let mut domain_events = Vec::new();
+        let channel_ids: Vec<ChannelId> = self
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                InboundRecord::Event(e) => Some(e.channel_id()),
+                InboundRecord::Undecodable { .. } => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let channels: HashMap<ChannelId, Channel> = tx
+            .channels_by_ids(&channel_ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+
+        let mut messages = Vec::new();
+        let mut deliveries = Vec::new();
+        for (index, record) in self.records.iter().enumerate() {
+            match record {
+                InboundRecord::Undecodable { payload, error } => {
+                    self.dead_letter(index, None, payload.clone(), error.clone());
+                }
+                InboundRecord::Event(InboundEvent::Message(m)) => {
+                    match validate(m, channels.get(&m.channel_id), self.settings) {
+                        Ok(candidate) => messages.push(ValidMessage { index, ..candidate }),
+                        Err(error) => {
+                            self.dead_letter(index, Some(m.channel_id), payload_of(record), error)
+                        }
+                    }
+                }
+                InboundRecord::Event(InboundEvent::Delivery(d)) => deliveries.push((index, d)),
+            }
+        }
+
+        self.store_messages(tx, messages, &mut domain_events)
+            .await?;
+        for (index, report) in deliveries {
+            if tx.apply_delivery(report).await? {
+                domain_events.push(delivery_event(report));
+                self.outcomes[index] = Some(Outcome::DeliveryRecorded {
+                    message_id: report.message_id,
+                });
+                tx.insert_events(&[NewEvent {
+                    conversation_id: report.conversation_id,
+                    kind: EventKind::DeliveryUpdated,
+                    actor: Actor::System,
+                    message_id: Some(report.message_id),
+                    data: serde_json::json!({
+                        "status": report.status.as_str(),
+                        "error": report.error,
+                        "attempts": report.attempts,
+                    }),
+                    at: to_millis(report.at),
+                }])
+                .await?;
+            } else {
+                let error = format!("delivery report for unknown message {}", report.message_id);
+                self.dead_letter(
+                    index,
+                    Some(report.channel_id),
+                    payload_of(&self.records[index]),
+                    error,
+                );
+            }
+        }
+        for (_, channel, payload, error) in &self.dead {
+            tracing::warn!(channel_id = ?channel, %error, "Dead-lettered an inbound record.");
+            tx.insert_dead_letter("inbound", *channel, payload, error)
+                .await?;
+        }
+        let outcomes = self
+            .outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(Outcome::DeadLettered {
+                    error: "not processed".into(),
+                })
+            })
+            .collect();
+        Ok(IngestReport {
+            outcomes,
+            domain_events,
+        })
+    }
+
+    /// Resolves contacts, threads and writes the valid messages of the batch.
+    async fn store_messages(
+        &mut self,
+        tx: &mut StoreTx,
+        messages: Vec<ValidMessage>,
+        domain_events: &mut Vec<DomainEvent>,
+    ) -> Result<(), IngestError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let now = to_millis(Utc::now());
+
+        // Every external id the batch mentions: its own (duplicates) and those it replies to.
+        let mut external_keys: Vec<(ChannelId, String)> = Vec::new();
+        for c in &messages {
+            let m = &c.message;
+            external_keys.push((m.channel_id, m.external_id.clone()));
+            for reference in reply_references(m) {
+                external_keys.push((m.channel_id, reference.to_owned()));
+            }
+        }
+        dedup(&mut external_keys);
+        let mut known = tx.messages_by_external_ids(&external_keys).await?;
+
+        let mut identity_keys: Vec<Identity> = Vec::new();
+        for c in &messages {
+            identity_keys.push(c.identity.clone());
+            if let Some(email) = &c.verified_email {
+                identity_keys.push(email_identity(email));
+            }
+        }
+        dedup(&mut identity_keys);
+        let mut identities = tx.identities(&identity_keys).await?;
+
+        // Contacts, in arrival order so a batch that introduces a customer twice creates one.
+        let mut new_contacts = Vec::new();
+        let mut new_identities = Vec::new();
+        let mut contact_of = Vec::with_capacity(messages.len());
+        for c in &messages {
+            let email_key = c.verified_email.as_ref().map(email_identity);
+            let existing = identities
+                .get(&c.identity)
+                .or_else(|| email_key.as_ref().and_then(|k| identities.get(k)))
+                .copied();
+            let contact = match existing {
+                Some(contact) => contact,
+                None => {
+                    let contact = ContactId::new();
+                    new_contacts.push(NewContact {
+                        id: contact,
+                        name: c.message.from.name.clone(),
+                        email: c.verified_email.as_ref().map(|e| e.to_string()),
+                        phone: c.message.from.phone.clone(),
+                        created_at: now,
+                    });
+                    contact
+                }
+            };
+            for key in std::iter::once(c.identity.clone()).chain(email_key) {
+                if !identities.contains_key(&key) {
+                    identities.insert(key.clone(), contact);
+                    new_identities.push(NewIdentity {
+                        namespace: key.namespace,
+                        handle: key.handle,
+                        contact_id: contact,
+                        created_at: now,
+                    });
+                }
+            }
+            contact_of.push(contact);
+        }
+
+        // Candidate conversations: the contact's latest on the channel, and reply targets.
+        let mut pairs: Vec<(ContactId, ChannelId)> = messages
+            .iter()
+            .zip(&contact_of)
+            .map(|(c, contact)| (*contact, c.message.channel_id))
+            .collect();
+        dedup(&mut pairs);
+        let mut conversations: HashMap<ConversationId, ConversationState> = HashMap::new();
+        let mut latest: HashMap<(ContactId, ChannelId), ConversationId> = HashMap::new();
+        for state in tx.latest_conversations(&pairs).await? {
+            latest.insert((state.contact_id, state.channel_id), state.id);
+            conversations.insert(state.id, state);
+        }
+        let mut targets: Vec<ConversationId> = known
+            .values()
+            .map(|(_, conversation)| *conversation)
+            .filter(|id| !conversations.contains_key(id))
+            .collect();
+        dedup(&mut targets);
+        for state in tx.conversations_by_ids(&targets).await? {
+            conversations.insert(state.id, state);
+        }
+
+        let mut touched: Vec<ConversationId> = Vec::new();
+        let mut rows = Vec::with_capacity(messages.len());
+        let mut events = Vec::new();
+        for (c, contact) in messages.into_iter().zip(contact_of) {
+            let m = &c.message;
+            let key = (m.channel_id, m.external_id.clone());
+            if let Some((message_id, conversation_id)) = known.get(&key) {
+                self.outcomes[c.index] = Some(Outcome::Duplicate {
+                    message_id: *message_id,
+                    conversation_id: *conversation_id,
+                });
+                continue;
+            }
+            let reply_target = reply_references(m)
+                .find_map(|r| known.get(&(m.channel_id, r.to_owned())))
+                .map(|(_, conversation)| *conversation)
+                .filter(|id| conversations.contains_key(id));
+            let latest_id = latest.get(&(contact, m.channel_id)).copied();
+            let placement = threading::place(
+                c.kind,
+                reply_target.and_then(|id| conversations.get(&id)),
+                latest_id.and_then(|id| conversations.get(&id)),
+                &self.settings.threading,
+                c.sent_at,
+            );
+            let (conversation_id, reason) = match placement {
+                Placement::Existing { reason, candidate } => {
+                    let id = match candidate {
+                        Candidate::ReplyTarget => reply_target,
+                        Candidate::Latest => latest_id,
+                    };
+                    match id {
+                        Some(id) => (id, reason),
+                        None => (ConversationId::new(), ThreadReason::NewConversation),
+                    }
+                }
+                Placement::New => (ConversationId::new(), ThreadReason::NewConversation),
+            };
+            let actor = Actor::Contact(contact);
+            let conversation = conversations.entry(conversation_id).or_insert_with(|| {
+                events.push(NewEvent {
+                    conversation_id,
+                    kind: EventKind::Opened,
+                    actor,
+                    message_id: Some(m.id),
+                    data: serde_json::json!({}),
+                    at: c.sent_at,
+                });
+                domain_events.push(DomainEvent {
+                    contact_id: Some(contact),
+                    message_id: Some(m.id),
+                    ..DomainEvent::new(
+                        DomainEventKind::ConversationOpened,
+                        conversation_id,
+                        Utc::now(),
+                    )
+                });
+                latest.insert((contact, m.channel_id), conversation_id);
+                ConversationState {
+                    id: conversation_id,
+                    channel_id: m.channel_id,
+                    contact_id: contact,
+                    contact_handle: m.from.handle.trim().to_owned(),
+                    status: ConversationStatus::Open.as_str().to_owned(),
+                    assignee_id: None,
+                    subject: m.thread.subject.clone(),
+                    labels: "[]".to_owned(),
+                    preview: String::new(),
+                    message_count: 0,
+                    unread_count: 0,
+                    created_at: c.sent_at,
+                    last_message_at: c.sent_at,
+                    waiting_since: None,
+                    snoozed_until: None,
+                    resolved_at: None,
+                }
+            });
+            // A customer writing makes the conversation need attention again.
+            let previous = conversation.status();
+            if previous != ConversationStatus::Open {
+                let kind = if previous == ConversationStatus::Resolved {
+                    EventKind::Reopened
+                } else {
+                    EventKind::StatusChanged
+                };
+                events.push(NewEvent {
+                    conversation_id,
+                    kind,
+                    actor,
+                    message_id: Some(m.id),
+                    data: serde_json::json!({"from": previous.as_str(), "to": "open"}),
+                    at: c.sent_at,
+                });
+                if previous == ConversationStatus::Resolved {
+                    domain_events.push(DomainEvent {
+                        contact_id: Some(contact),
+                        ..DomainEvent::new(
+                            DomainEventKind::ConversationReopened,
+                            conversation_id,
+                            Utc::now(),
+                        )
+                    });
+                }
+                conversation.set_status(ConversationStatus::Open);
+                conversation.resolved_at = None;
+                conversation.snoozed_until = None;
+            }
+            conversation.message_count += 1;
+            conversation.unread_count += 1;
+            if c.sent_at >= conversation.last_message_at || conversation.preview.is_empty() {
+                conversation.preview = preview(&m.body.text, m.body.html.as_deref());
+                conversation.last_message_at = conversation.last_message_at.max(c.sent_at);
+            }
+            conversation.waiting_since = Some(
+                conversation
+                    .waiting_since
+                    .map_or(c.sent_at, |since| since.min(c.sent_at)),
+            );
+            if !touched.contains(&conversation_id) {
+                touched.push(conversation_id);
+            }
+            events.push(NewEvent {
+                conversation_id,
+                kind: EventKind::MessageReceived,
+                actor,
+                message_id: Some(m.id),
+                data: serde_json::json!({"thread_reason": reason.as_str()}),
+                at: c.sent_at,
+            });
+            domain_events.push(DomainEvent {
+                contact_id: Some(contact),
+                message_id: Some(m.id),
+                ..DomainEvent::new(
+                    DomainEventKind::MessageReceived,
+                    conversation_id,
+                    Utc::now(),
+                )
+            });
+            known.insert(key, (m.id, conversation_id));
+            self.outcomes[c.index] = Some(Outcome::Stored {
+                message_id: m.id,
+                conversation_id,
+                reason,
+            });
+            rows.push(NewMessage {
+                id: m.id,
+                conversation_id,
+                channel_id: m.channel_id,
+                external_id: Some(m.external_id.clone()),
+                direction: Direction::Inbound,
+                contact_id: Some(contact),
+                agent_id: None,
+                sender_handle: Some(m.from.handle.trim().to_owned()),
+                sender_name: m.from.name.clone(),
+                text: m.body.text.clone(),
+                html: m.body.html.clone(),
+                subject: m.thread.subject.clone(),
+                in_reply_to: m.thread.in_reply_to.clone(),
+                attachments: serde_json::to_string(&m.attachments)
+                    .unwrap_or_else(|_| "[]".to_owned()),
+                raw_ref: m.raw.as_ref().map(|r| r.0.clone()),
+                thread_reason: reason,
+                sent_at: c.sent_at,
+                received_at: to_millis(m.received_at),
+                delivery_status: None,
+            });
+        }
+
+        let touched_states: Vec<ConversationState> = touched
+            .iter()
+            .filter_map(|id| conversations.remove(id))
+            .collect();
+        tx.insert_contacts(&new_contacts).await?;
+        tx.insert_identities(&new_identities).await?;
+        tx.upsert_conversations(&touched_states).await?;
+        tx.insert_messages(&rows).await?;
+        tx.insert_events(&events).await?;
+        Ok(())
+    }
+}
+
+fn delivery_event(report: &DeliveryReport) -> DomainEvent {
+    DomainEvent {
+        message_id: Some(report.message_id),
+        ..DomainEvent::new(
+            DomainEventKind::DeliveryUpdated,
+            report.conversation_id,
+            Utc::now(),
+        )
+    }
+}
+
+/// External ids a message refers to, most specific first.
+fn reply_references(m: &InboundMessage) -> impl Iterator<Item = &str> {
+    m.thread
+        .in_reply_to
+        .iter()
+        .map(String::as_str)
+        .chain(m.thread.references.iter().rev().map(String::as_str))
+        .filter(|r| !r.is_empty())
+}
+
+fn dedup<T: std::hash::Hash + Eq + Clone>(items: &mut Vec<T>) {
+    let mut seen = HashSet::with_capacity(items.len());
+    items.retain(|item| seen.insert(item.clone()));
+}
+
+fn payload_of(record: &InboundRecord) -> String {
+    match record {
+        InboundRecord::Event(event) => String::from_utf8_lossy(&event.to_json()).into_owned(),
+        InboundRecord::Undecodable { payload, .. } => payload.clone(),
+    }
+}
+
+/// Checks a message against its channel and normalizes its time and sender.
+fn validate(
+    m: &InboundMessage,
+    channel: Option<&Channel>,
+    settings: &IngestSettings,
+) -> Result<ValidMessage, String> {
+    let channel = channel.ok_or_else(|| format!("channel_id: unknown channel {}", m.channel_id))?;
+    if !channel.enabled {
+        return Err(format!("channel_id: channel {} is disabled", m.channel_id));
+    }
+    if channel.kind != m.channel_kind {
+        return Err(format!(
+            "channel_kind: message says {} but channel {} is {}",
+            m.channel_kind.as_str(),
+            channel.id,
+            channel.kind.as_str()
+        ));
+    }
+    if m.external_id.trim().is_empty() || m.external_id.len() > MAX_EXTERNAL_ID {
+        return Err(format!(
+            "external_id: must be 1 to {MAX_EXTERNAL_ID} characters"
+        ));
+    }
+    let handle = m.from.handle.trim();
+    if handle.is_empty() || handle.len() > MAX_HANDLE {
+        return Err(format!("from.handle: must be 1 to {MAX_HANDLE} characters"));
+    }
+    if m.body.text.trim().is_empty()
+        && m.body.html.as_deref().is_none_or(|h| h.trim().is_empty())
+        && m.attachments.is_empty()
+    {
+        return Err("text: a message needs text, html or an attachment".into());
+    }
+    if m.body.text.len() > MAX_TEXT || m.body.html.as_ref().is_some_and(|h| h.len() > MAX_TEXT) {
+        return Err(format!("text: longer than {MAX_TEXT} bytes"));
+    }
+    let verified_email = match &m.from.email {
+        Some(email) => Some(EmailAddress::parse(email).map_err(|e| format!("from.email: {e}"))?),
+        None => None,
+    };
+    Ok(ValidMessage {
+        index: 0,
+        message: m.clone(),
+        kind: channel.kind,
+        identity: channel_identity(channel.kind, channel.id, handle),
+        verified_email,
+        sent_at: effective_sent_at(m.sent_at, m.received_at, settings.max_clock_skew),
+    })
+}
+
+/// Provider time, unless it is too far in the future to be trusted (DESIGN §5).
+pub fn effective_sent_at(
+    sent_at: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+    max_skew: Duration,
+) -> i64 {
+    let received = to_millis(received_at);
+    match sent_at.map(to_millis) {
+        Some(sent) if sent <= received.saturating_add(max_skew.as_millis() as i64) => sent,
+        _ => received,
+    }
+}
+
+/// The start of a message for the conversation list.
+pub fn preview(text: &str, html: Option<&str>) -> String {
+    let source = if text.trim().is_empty() {
+        html.unwrap_or_default()
+    } else {
+        text
+    };
+    let collapsed = source.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed.chars().take(PREVIEW_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn future_times_are_clamped_to_arrival() {
+        let received = Utc::now();
+        let skew = Duration::from_secs(300);
+        let near = received + chrono::Duration::seconds(60);
+        let far = received + chrono::Duration::seconds(3600);
+        assert_eq!(
+            effective_sent_at(Some(near), received, skew),
+            to_millis(near)
+        );
+        assert_eq!(
+            effective_sent_at(Some(far), received, skew),
+            to_millis(received)
+        );
+        assert_eq!(effective_sent_at(None, received, skew), to_millis(received));
+    }
+
+    #[test]
+    fn previews_collapse_whitespace_and_are_short() {
+        assert_eq!(preview("  a\n\n b  ", None), "a b");
+        assert_eq!(preview("", Some("<p>x</p>")), "<p>x</p>");
+        assert_eq!(
+            preview(&"é".repeat(500), None).chars().count(),
+            PREVIEW_CHARS
+        );
+    }
+}

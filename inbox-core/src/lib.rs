@@ -1,0 +1,12 @@
+//! The domain of the inbox: the envelope every channel speaks, the Store and Bus ports, and the one
+//! ingest funnel every inbound event goes through.
+
+pub mod actions;
+pub mod bus;
+pub mod envelope;
+pub mod identity;
+pub mod ids;
+pub mod ingest;
+pub mod model;
+pub mod store;
+pub mod threading;

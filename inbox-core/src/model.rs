@@ -1,0 +1,321 @@
+//! Domain types as the store returns them and the API shows them.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{ChannelKind, DeliveryStatus};
+use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
+
+/// Times are stored as Unix epoch milliseconds in both backends.
+pub fn to_millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A configured channel instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: ChannelId,
+    pub kind: ChannelKind,
+    pub name: String,
+    /// Kind-specific settings (JSON object).
+    pub config: serde_json::Value,
+    /// Shared signing secret; never serialized into API responses.
+    #[serde(skip_serializing)]
+    pub secret: String,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "agent" => Some(Role::Agent),
+            _ => None,
+        }
+    }
+}
+
+/// A user of the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: AgentId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: ContactId,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One (namespace, handle) pair that resolves to a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Identity {
+    pub namespace: String,
+    pub handle: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    Open,
+    Pending,
+    Snoozed,
+    Resolved,
+}
+
+impl ConversationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Pending => "pending",
+            ConversationStatus::Snoozed => "snoozed",
+            ConversationStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(ConversationStatus::Open),
+            "pending" => Some(ConversationStatus::Pending),
+            "snoozed" => Some(ConversationStatus::Snoozed),
+            "resolved" => Some(ConversationStatus::Resolved),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub channel_id: ChannelId,
+    pub contact_id: ContactId,
+    pub contact_handle: String,
+    pub contact_name: Option<String>,
+    pub status: ConversationStatus,
+    pub assignee_id: Option<AgentId>,
+    pub subject: Option<String>,
+    pub labels: Vec<String>,
+    /// Start of the last message's text.
+    pub preview: String,
+    pub message_count: i64,
+    pub unread_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub last_message_at: DateTime<Utc>,
+    pub waiting_since: Option<DateTime<Utc>>,
+    pub snoozed_until: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the customer.
+    Inbound,
+    /// A reply to the customer.
+    Outbound,
+    /// A private note between agents.
+    Note,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Note => "note",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            "note" => Some(Direction::Note),
+            _ => None,
+        }
+    }
+}
+
+/// Which threading rule (DESIGN §5) placed a message in its conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadReason {
+    /// Rule 1: In-Reply-To/References or the channel's reply reference points at a stored message.
+    ReplyReference,
+    /// Rule 2: the email reply token.
+    ReplyToken,
+    /// Rule 3: same normalized subject, contact and channel.
+    Subject,
+    /// Rule 4: the contact's latest conversation on a chat-like channel.
+    LatestConversation,
+    /// Rule 5: nothing matched, a new conversation.
+    NewConversation,
+    /// Written by an agent inside the conversation (replies and notes).
+    Agent,
+}
+
+impl ThreadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadReason::ReplyReference => "reply_reference",
+            ThreadReason::ReplyToken => "reply_token",
+            ThreadReason::Subject => "subject",
+            ThreadReason::LatestConversation => "latest_conversation",
+            ThreadReason::NewConversation => "new_conversation",
+            ThreadReason::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reply_reference" => Some(ThreadReason::ReplyReference),
+            "reply_token" => Some(ThreadReason::ReplyToken),
+            "subject" => Some(ThreadReason::Subject),
+            "latest_conversation" => Some(ThreadReason::LatestConversation),
+            "new_conversation" => Some(ThreadReason::NewConversation),
+            "agent" => Some(ThreadReason::Agent),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    /// Arrival order; ties in `sent_at` are broken by it.
+    pub ingest_seq: i64,
+    pub conversation_id: ConversationId,
+    pub channel_id: ChannelId,
+    pub external_id: Option<String>,
+    pub direction: Direction,
+    pub contact_id: Option<ContactId>,
+    pub agent_id: Option<AgentId>,
+    pub sender_handle: Option<String>,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub html: Option<String>,
+    pub subject: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub attachments: serde_json::Value,
+    pub thread_reason: ThreadReason,
+    pub sent_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub delivery_status: Option<DeliveryStatus>,
+    pub delivery_error: Option<String>,
+    pub delivery_attempts: i64,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Kinds of rows in the conversation log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Opened,
+    Reopened,
+    MessageReceived,
+    Replied,
+    Noted,
+    Assigned,
+    Unassigned,
+    StatusChanged,
+    Resolved,
+    Snoozed,
+    Labeled,
+    DeliveryUpdated,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Opened => "opened",
+            EventKind::Reopened => "reopened",
+            EventKind::MessageReceived => "message_received",
+            EventKind::Replied => "replied",
+            EventKind::Noted => "noted",
+            EventKind::Assigned => "assigned",
+            EventKind::Unassigned => "unassigned",
+            EventKind::StatusChanged => "status_changed",
+            EventKind::Resolved => "resolved",
+            EventKind::Snoozed => "snoozed",
+            EventKind::Labeled => "labeled",
+            EventKind::DeliveryUpdated => "delivery_updated",
+        }
+    }
+}
+
+/// Who caused a conversation event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    Contact(ContactId),
+    Agent(AgentId),
+    System,
+}
+
+impl Actor {
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Actor::Contact(_) => "contact",
+            Actor::Agent(_) => "agent",
+            Actor::System => "system",
+        }
+    }
+
+    pub(crate) fn id(self) -> Option<String> {
+        match self {
+            Actor::Contact(id) => Some(id.to_string()),
+            Actor::Agent(id) => Some(id.to_string()),
+            Actor::System => None,
+        }
+    }
+}
+
+/// A row of the conversation log as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationEvent {
+    pub id: String,
+    pub conversation_id: ConversationId,
+    pub kind: String,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub message_id: Option<MessageId>,
+    pub data: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// An input that could not be stored, kept with its error for operators to inspect and replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub source: String,
+    pub channel_id: Option<String>,
+    pub payload: String,
+    pub error: String,
+    pub created_at: DateTime<Utc>,
+}

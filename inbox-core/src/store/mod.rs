@@ -1,0 +1,198 @@
+//! The Store port: everything the inbox keeps, on SQLite (embedded default) or PostgreSQL.
+//!
+//! Both backends share one set of SQL statements (`$n` placeholders, `ON CONFLICT`, `RETURNING` and
+//! row values work in both); the backend modules hold what differs: connection options, migrations,
+//! how a write transaction begins and row locking. Each method body is written once and expanded for
+//! both concrete sqlx drivers by [`on_pool!`] / [`on_tx!`], so no query is kept twice.
+
+mod postgres;
+mod queries;
+mod sqlite;
+
+use std::path::PathBuf;
+
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+pub use queries::{
+    ConversationFilter, ConversationPage, ConversationPatch, ConversationState, MessagePage,
+    NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,
+};
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// A SQLite file (created when missing).
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL connection URL.
+    Postgres { url: String, max_connections: u32 },
+}
+
+impl StoreConfig {
+    /// `INBOX_DATABASE_URL` when given (PostgreSQL), else `inbox.db` in the data dir.
+    pub fn from_parts(database_url: Option<&str>, data_dir: &std::path::Path) -> Self {
+        match database_url {
+            Some(url) if !url.is_empty() => StoreConfig::Postgres {
+                url: url.to_owned(),
+                max_connections: 16,
+            },
+            _ => StoreConfig::Sqlite {
+                path: data_dir.join("inbox.db"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A value the caller gave does not fit the stored data; names the field.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot prepare the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// True for unique-constraint violations (a concurrent insert of the same key).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A connection pool to one of the backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A write transaction. Dropping it without [`StoreTx::commit`] rolls back.
+#[derive(Debug)]
+pub enum StoreTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool and `$db` naming the sqlx database type.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's concrete connection.
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident, $db:ident => $body:expr) => {
+        match $tx {
+            $crate::store::StoreTx::Sqlite(tx) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                let $conn: &mut sqlx::SqliteConnection = &mut *tx;
+                $body
+            }
+            $crate::store::StoreTx::Postgres(tx) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                let $conn: &mut sqlx::PgConnection = &mut *tx;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {on_pool, on_tx};
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn open(config: &StoreConfig) -> StoreResult<Self> {
+        let store = Self::connect(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect(config: &StoreConfig) -> StoreResult<Self> {
+        match config {
+            StoreConfig::Sqlite { path } => Ok(Store::Sqlite(sqlite::connect(path).await?)),
+            StoreConfig::Postgres {
+                url,
+                max_connections,
+            } => Ok(Store::Postgres(
+                postgres::connect(url, *max_connections).await?,
+            )),
+        }
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self {
+            Store::Sqlite(pool) => sqlite::migrate(pool).await,
+            Store::Postgres(pool) => postgres::migrate(pool).await,
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Begins a write transaction. SQLite takes the write lock up front so two writers never
+    /// deadlock on a lock upgrade; PostgreSQL locks the rows it reads `FOR UPDATE` instead.
+    pub async fn begin(&self) -> StoreResult<StoreTx> {
+        Ok(match self {
+            Store::Sqlite(pool) => StoreTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(pool) => StoreTx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> bool {
+        on_pool!(self, pool, Db => sqlx::query::<Db>("SELECT 1").execute(pool).await.map(|r| r.rows_affected()).is_ok())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool, Db => pool.close().await)
+    }
+}
+
+impl StoreTx {
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            StoreTx::Sqlite(tx) => tx.commit().await?,
+            StoreTx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Row-lock suffix for reads whose rows this transaction will update.
+    fn for_update(&self) -> &'static str {
+        match self {
+            StoreTx::Sqlite(_) => "",
+            StoreTx::Postgres(_) => " FOR UPDATE",
+        }
+    }
+}
