@@ -1,1 +1,10 @@
+//! The `inbox` binary's library: configuration, the all-in-one application and the CLI.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod directory;
+
+pub use app::Application;
+pub use config::Config;

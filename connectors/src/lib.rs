@@ -1,1 +1,91 @@
+//! Channel connectors. A channel kind is one module implementing [`Connector`]; the [`Registry`]
+//! maps kinds to connectors and the [`runner`] delivers replies through them with retries.
+//!
+//! Connectors never touch the Store: they see channels through [`ChannelDirectory`] and talk to the
+//! core only through the Bus.
 
+pub mod runner;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use inbox_core::envelope::{ChannelKind, OutboundMessage};
+use inbox_core::ids::ChannelId;
+use inbox_core::model::Channel;
+
+/// Read access to the configured channels (added at runtime, so looked up on use).
+#[async_trait]
+pub trait ChannelDirectory: Send + Sync + Debug {
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, String>;
+}
+
+/// A message accepted by the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Delivered {
+    /// The channel's id of the delivered message, when it tells us.
+    pub external_id: Option<String>,
+}
+
+/// Why a delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
+    /// Transient failures (timeouts, 5xx, rate limits) are retried; the others fail at once.
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl DeliveryError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        DeliveryError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        DeliveryError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// One kind of channel.
+#[async_trait]
+pub trait Connector: Send + Sync + Debug {
+    fn kind(&self) -> ChannelKind;
+
+    /// Makes one attempt to deliver a reply on the channel. Retries are the runner's job.
+    async fn deliver(
+        &self,
+        channel: &Channel,
+        message: &OutboundMessage,
+    ) -> Result<Delivered, DeliveryError>;
+}
+
+/// The connectors of this build, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    connectors: HashMap<ChannelKind, Arc<dyn Connector>>,
+}
+
+impl Registry {
+    /// Every connector this build has.
+    pub fn with_builtin() -> Self {
+        let mut registry = Registry::default();
+        registry.register(Arc::new(webhook::WebhookConnector::new()));
+        registry
+    }
+
+    pub fn register(&mut self, connector: Arc<dyn Connector>) {
+        self.connectors.insert(connector.kind(), connector);
+    }
+
+    pub fn get(&self, kind: ChannelKind) -> Option<&Arc<dyn Connector>> {
+        self.connectors.get(&kind)
+    }
+}

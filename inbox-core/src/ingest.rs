@@ -189,6 +189,22 @@ impl<'a> Batch<'a> {
         self.store_messages(tx, messages, &mut domain_events)
             .await?;
         for (index, report) in deliveries {
+            // The provider's id must not be another message's: the unique (channel, external id)
+            // would fail the whole batch, and bad input must never stop a partition.
+            if let Some(external_id) = &report.external_id
+                && let Some(owner) = tx.external_id_owner(report.message_id, external_id).await?
+            {
+                let error = format!(
+                    "external_id: {external_id} already belongs to message {owner} on this channel"
+                );
+                self.dead_letter(
+                    index,
+                    Some(report.channel_id),
+                    payload_of(&self.records[index]),
+                    error,
+                );
+                continue;
+            }
             if tx.apply_delivery(report).await? {
                 domain_events.push(delivery_event(report));
                 self.outcomes[index] = Some(Outcome::DeliveryRecorded {
@@ -249,6 +265,31 @@ impl<'a> Batch<'a> {
         }
         let now = to_millis(Utc::now());
 
+        let mut identity_keys: Vec<Identity> = Vec::new();
+        for c in &messages {
+            identity_keys.push(c.identity.clone());
+            if let Some(email) = &c.verified_email {
+                identity_keys.push(email_identity(email));
+            }
+        }
+        dedup(&mut identity_keys);
+
+        // Concurrent batches touching the same customer or the same message (a replay during a
+        // bus rebalance) wait for each other here, before anything is looked up, so the later one
+        // sees what the earlier one committed instead of creating a second contact, conversation
+        // or phantom message.
+        let lock_keys: Vec<String> = identity_keys
+            .iter()
+            .map(|i| format!("identity\0{}\0{}", i.namespace, i.handle))
+            .chain(messages.iter().map(|c| {
+                format!(
+                    "message\0{}\0{}",
+                    c.message.channel_id, c.message.external_id
+                )
+            }))
+            .collect();
+        tx.lock_keys(&lock_keys).await?;
+
         // Every external id the batch mentions: its own (duplicates) and those it replies to.
         let mut external_keys: Vec<(ChannelId, String)> = Vec::new();
         for c in &messages {
@@ -261,14 +302,6 @@ impl<'a> Batch<'a> {
         dedup(&mut external_keys);
         let mut known = tx.messages_by_external_ids(&external_keys).await?;
 
-        let mut identity_keys: Vec<Identity> = Vec::new();
-        for c in &messages {
-            identity_keys.push(c.identity.clone());
-            if let Some(email) = &c.verified_email {
-                identity_keys.push(email_identity(email));
-            }
-        }
-        dedup(&mut identity_keys);
         let mut identities = tx.identities(&identity_keys).await?;
 
         // Contacts, in arrival order so a batch that introduces a customer twice creates one.

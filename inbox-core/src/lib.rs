@@ -8,5 +8,8 @@ pub mod identity;
 pub mod ids;
 pub mod ingest;
 pub mod model;
+pub mod passwords;
+pub mod relay;
 pub mod store;
 pub mod threading;
+pub mod worker;

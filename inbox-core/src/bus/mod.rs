@@ -50,7 +50,7 @@ pub struct Delivery<A> {
 /// The consuming side for the core.
 #[async_trait]
 pub trait InboundConsumer: Send {
-    type Ack: Send;
+    type Ack: Send + 'static;
 
     /// Waits for at least one record, then takes up to `max` more that arrive within `linger`.
     /// `None` when the bus is closed.
@@ -68,7 +68,7 @@ pub trait InboundConsumer: Send {
 /// The consuming side for the connectors.
 #[async_trait]
 pub trait OutboundConsumer: Send {
-    type Ack: Send;
+    type Ack: Send + 'static;
 
     async fn next(&mut self) -> Option<(OutboundMessage, Self::Ack)>;
 

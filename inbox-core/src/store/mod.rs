@@ -188,6 +188,28 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Holds a lock on each key until the transaction ends, so concurrent transactions that
+    /// touch the same keys run one after the other. PostgreSQL takes transaction-scoped advisory
+    /// locks (in sorted order, so two transactions never deadlock on them); SQLite needs nothing,
+    /// its write transactions are serialized already (`BEGIN IMMEDIATE`).
+    pub async fn lock_keys(&mut self, keys: &[String]) -> StoreResult<()> {
+        let StoreTx::Postgres(tx) = self else {
+            return Ok(());
+        };
+        let mut ids: Vec<i64> = keys.iter().map(|key| advisory_lock_id(key)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let conn: &mut sqlx::PgConnection = &mut *tx;
+        sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS t(k)")
+            .bind(ids)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// Row-lock suffix for reads whose rows this transaction will update.
     fn for_update(&self) -> &'static str {
         match self {
@@ -195,4 +217,14 @@ impl StoreTx {
             StoreTx::Postgres(_) => " FOR UPDATE",
         }
     }
+}
+
+/// A 64-bit advisory lock id for a key: the first 8 bytes of its SHA-256. A collision only makes
+/// two unrelated writers wait for each other.
+fn advisory_lock_id(key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
 }

@@ -1161,6 +1161,25 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Another message of `message_id`'s channel that already has `external_id`, if any.
+    pub async fn external_id_owner(
+        &mut self,
+        message_id: MessageId,
+        external_id: &str,
+    ) -> StoreResult<Option<MessageId>> {
+        Ok(
+            on_tx!(self, conn, Db => sqlx::query_scalar::<Db, MessageId>(
+            "SELECT o.id FROM messages m
+             JOIN messages o ON o.channel_id = m.channel_id AND o.external_id = $1 AND o.id <> m.id
+             WHERE m.id = $2",
+        )
+        .bind(external_id)
+        .bind(message_id)
+        .fetch_optional(&mut *conn)
+        .await)?,
+        )
+    }
+
     /// Records a delivery report on its outgoing message. Returns false when no such message exists.
     pub async fn apply_delivery(&mut self, report: &DeliveryReport) -> StoreResult<bool> {
         let delivered_at = (report.status == DeliveryStatus::Sent).then(|| to_millis(report.at));
@@ -1231,5 +1250,29 @@ impl StoreTx {
         .fetch_optional(&mut *conn)
         .await)?,
         )
+    }
+}
+
+impl Store {
+    pub async fn agent_by_email(&self, email: &str) -> StoreResult<Option<Agent>> {
+        let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, AgentRow>(
+            "SELECT id, email, name, role, created_at FROM agents WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(pool)
+        .await)?;
+        row.map(Agent::try_from).transpose()
+    }
+
+    pub async fn set_password(&self, agent_id: AgentId, password_hash: &str) -> StoreResult<()> {
+        on_pool!(self, pool, Db => sqlx::query::<Db>(
+            "UPDATE agents SET password_hash = $1 WHERE id = $2",
+        )
+        .bind(password_hash)
+        .bind(agent_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
     }
 }

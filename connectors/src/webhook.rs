@@ -1,0 +1,513 @@
+//! The generic signed webhook channel (DESIGN §3).
+//!
+//! Inbound: `POST /hooks/{channel_id}` with `X-Inbox-Signature: sha256=<hex HMAC-SHA256 of the raw
+//! body>`; answered 202 once the bus durably accepted the message. Outbound: a reply is POSTed as
+//! signed JSON (the [`OutboundMessage`] envelope) to the channel's `outbound_url`, with the message
+//! id as `Idempotency-Key` so the receiver can drop a retried duplicate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use inbox_core::bus::{Bus, BusError};
+use inbox_core::envelope::{
+    AttachmentRef, BlobRef, Body, ChannelKind, InboundEvent, InboundMessage, OutboundMessage,
+    Party, ThreadHints,
+};
+use inbox_core::identity::EmailAddress;
+use inbox_core::ids::{ChannelId, MessageId};
+use inbox_core::model::Channel;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::{ChannelDirectory, Delivered, DeliveryError};
+
+/// Header carrying the body's signature, in both directions.
+pub const SIGNATURE_HEADER: &str = "x-inbox-signature";
+/// Largest accepted webhook body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_EXTERNAL_ID: usize = 1_000;
+const MAX_HANDLE: usize = 500;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A new random signing secret for a channel.
+pub fn new_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("whsec_{}", hex::encode(bytes))
+}
+
+/// `sha256=<hex>` of the body under the secret.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Constant-time check of a `sha256=<hex>` signature.
+pub fn verify(secret: &str, body: &[u8], signature: &str) -> bool {
+    let Some(hex_digest) = signature.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(digest) = hex::decode(hex_digest) else {
+        return false;
+    };
+    let Ok(mut mac) = HmacSha256::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&digest).is_ok()
+}
+
+/// Settings of a webhook channel (the channel's `config` JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where replies are POSTed; without it, replies on this channel fail with a clear error.
+    #[serde(default)]
+    pub outbound_url: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbound
+
+/// The JSON body of an inbound webhook.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookPayload {
+    /// The sender system's id of the message; the same id twice stores one message.
+    external_id: String,
+    from: WebhookSender,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    html: Option<String>,
+    /// RFC 3339; defaults to the time of arrival.
+    #[serde(default)]
+    sent_at: Option<DateTime<Utc>>,
+    /// external_id of the message this one answers.
+    #[serde(default)]
+    in_reply_to: Option<String>,
+    #[serde(default)]
+    attachments: Vec<WebhookAttachment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSender {
+    /// The sender's id in the calling system.
+    handle: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// A verified email address: links the sender to the same customer on other channels.
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookAttachment {
+    url: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+/// What the inbound endpoint needs.
+#[derive(Debug, Clone)]
+pub struct WebhookState {
+    pub directory: Arc<dyn ChannelDirectory>,
+    pub bus: Arc<dyn Bus>,
+}
+
+/// `POST /hooks/{channel_id}`.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/hooks/{channel_id}", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A refusal, as JSON naming what is wrong.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    field: Option<String>,
+    message: String,
+}
+
+impl Refusal {
+    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_field",
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.error, "message": self.message});
+        if let Some(field) = self.field {
+            body["field"] = field.into();
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+async fn receive(
+    State(state): State<WebhookState>,
+    Path(channel_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let unknown = || Refusal {
+        status: StatusCode::NOT_FOUND,
+        error: "unknown_channel",
+        field: None,
+        message: "no webhook channel with this id".into(),
+    };
+    let channel_id: ChannelId = channel_id.parse().map_err(|_| unknown())?;
+    let channel = state
+        .directory
+        .channel(channel_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(%channel_id, error = %e, "Channel lookup failed.");
+            Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: "unavailable",
+                field: None,
+                message: "try again later".into(),
+            }
+        })?
+        .filter(|c| c.kind == ChannelKind::Webhook && c.enabled)
+        .ok_or_else(unknown)?;
+
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !verify(&channel.secret, &body, signature) {
+        tracing::info!(%channel_id, "Refused a webhook with a bad signature.");
+        return Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_signature",
+            field: None,
+            message: format!("{SIGNATURE_HEADER} must be sha256=<hex HMAC-SHA256 of the body>"),
+        });
+    }
+
+    let message = parse(&channel, &body)?;
+    let external_id = message.external_id.clone();
+    match state
+        .bus
+        .publish_inbound(&InboundEvent::Message(message))
+        .await
+    {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "accepted", "external_id": external_id})),
+        )
+            .into_response()),
+        Err(error) => {
+            tracing::warn!(%channel_id, %error, "Webhook not accepted by the bus.");
+            let status = match error {
+                BusError::Closed | BusError::NotAccepted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Ok((
+                status,
+                [("retry-after", "5")],
+                axum::Json(json!({"error": "unavailable", "message": "not stored; retry later"})),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Decodes and checks a webhook body, naming the first bad field.
+fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let payload: WebhookPayload = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = match path.as_str() {
+            "." | "" | "?" => missing_field(&inner.to_string()).unwrap_or_else(|| "body".into()),
+            p => match missing_field(&inner.to_string()) {
+                Some(f) => format!("{p}.{f}"),
+                None => p.to_owned(),
+            },
+        };
+        Refusal::field(field, inner.to_string())
+    })?;
+
+    let external_id = payload.external_id.trim();
+    if external_id.is_empty() || external_id.len() > MAX_EXTERNAL_ID {
+        return Err(Refusal::field(
+            "external_id",
+            format!("must be 1 to {MAX_EXTERNAL_ID} characters"),
+        ));
+    }
+    let handle = payload.from.handle.trim();
+    if handle.is_empty() || handle.len() > MAX_HANDLE {
+        return Err(Refusal::field(
+            "from.handle",
+            format!("must be 1 to {MAX_HANDLE} characters"),
+        ));
+    }
+    if let Some(email) = &payload.from.email {
+        EmailAddress::parse(email).map_err(|e| Refusal::field("from.email", e))?;
+    }
+    if payload.text.trim().is_empty()
+        && payload.html.as_deref().is_none_or(|h| h.trim().is_empty())
+        && payload.attachments.is_empty()
+    {
+        return Err(Refusal::field(
+            "text",
+            "a message needs text, html or an attachment",
+        ));
+    }
+    let mut attachments = Vec::with_capacity(payload.attachments.len());
+    for (i, a) in payload.attachments.into_iter().enumerate() {
+        let url = a.url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Refusal::field(
+                format!("attachments[{i}].url"),
+                "must be an http(s) URL",
+            ));
+        }
+        attachments.push(AttachmentRef {
+            name: a
+                .name
+                .unwrap_or_else(|| url.rsplit('/').next().unwrap_or("attachment").to_owned()),
+            content_type: a.content_type,
+            size: a.size,
+            blob: BlobRef(url.to_owned()),
+        });
+    }
+    let in_reply_to = payload.in_reply_to.filter(|r| !r.trim().is_empty());
+    Ok(InboundMessage {
+        id: MessageId::new(),
+        channel_id: channel.id,
+        channel_kind: ChannelKind::Webhook,
+        external_id: external_id.to_owned(),
+        thread: ThreadHints {
+            references: in_reply_to.iter().cloned().collect(),
+            in_reply_to,
+            subject: None,
+            chat_id: None,
+        },
+        from: Party {
+            handle: handle.to_owned(),
+            name: payload.from.name.filter(|n| !n.trim().is_empty()),
+            email: payload.from.email,
+            phone: payload.from.phone,
+        },
+        to: Vec::new(),
+        sent_at: payload.sent_at,
+        received_at: Utc::now(),
+        body: Body {
+            text: payload.text,
+            html: payload.html,
+        },
+        attachments,
+        raw: None,
+    })
+}
+
+/// serde reports a missing field as "missing field `name` at …"; pull the name out.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound
+
+/// Delivers replies by POSTing them, signed, to the channel's `outbound_url`.
+#[derive(Debug, Clone)]
+pub struct WebhookConnector {
+    http: reqwest::Client,
+}
+
+impl WebhookConnector {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("inbox/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        WebhookConnector { http }
+    }
+}
+
+impl Default for WebhookConnector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl crate::Connector for WebhookConnector {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Webhook
+    }
+
+    async fn deliver(
+        &self,
+        channel: &Channel,
+        message: &OutboundMessage,
+    ) -> Result<Delivered, DeliveryError> {
+        let config: WebhookConfig = serde_json::from_value(channel.config.clone())
+            .map_err(|e| DeliveryError::permanent(format!("channel config: {e}")))?;
+        let url = config.outbound_url.ok_or_else(|| {
+            DeliveryError::permanent("the channel has no outbound_url to deliver replies to")
+        })?;
+        let body = message.to_json();
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, sign(&channel.secret, &body))
+            .header("idempotency-key", message.id.to_string())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| DeliveryError::transient(format!("POST {url}: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            #[derive(Deserialize)]
+            struct Answer {
+                external_id: Option<String>,
+            }
+            let answer = response.json::<Answer>().await.ok();
+            return Ok(Delivered {
+                external_id: answer.and_then(|a| a.external_id),
+            });
+        }
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(300).collect();
+        let message = format!("POST {url}: HTTP {status}: {text}");
+        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+            Err(DeliveryError::transient(message))
+        } else {
+            Err(DeliveryError::permanent(message))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel() -> Channel {
+        Channel {
+            id: ChannelId::new(),
+            kind: ChannelKind::Webhook,
+            name: "test".into(),
+            config: json!({}),
+            secret: "s3cret".into(),
+            enabled: true,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn signatures_verify_and_reject_tampering() {
+        let sig = sign("s3cret", b"{\"a\":1}");
+        assert!(sig.starts_with("sha256="));
+        assert!(verify("s3cret", b"{\"a\":1}", &sig));
+        assert!(!verify("s3cret", b"{\"a\":2}", &sig));
+        assert!(!verify("other", b"{\"a\":1}", &sig));
+        assert!(!verify("s3cret", b"{\"a\":1}", "sha256=zz"));
+        assert!(!verify("s3cret", b"{\"a\":1}", ""));
+    }
+
+    #[test]
+    fn a_full_payload_parses() {
+        let body = json!({
+            "external_id": "m-1",
+            "from": {"handle": "u-1", "name": "Ada", "email": "Ada@Example.com"},
+            "text": "hello",
+            "sent_at": "2026-01-02T03:04:05Z",
+            "in_reply_to": "m-0",
+            "attachments": [{"url": "https://files.example.com/a.png"}]
+        });
+        let m = parse(&channel(), body.to_string().as_bytes()).unwrap();
+        assert_eq!(m.external_id, "m-1");
+        assert_eq!(m.from.handle, "u-1");
+        assert_eq!(m.thread.in_reply_to.as_deref(), Some("m-0"));
+        assert_eq!(m.attachments[0].name, "a.png");
+        assert_eq!(m.sent_at.unwrap().to_rfc3339(), "2026-01-02T03:04:05+00:00");
+    }
+
+    #[test]
+    fn bad_payloads_name_the_field() {
+        let cases = [
+            (json!({"from": {"handle": "u"}, "text": "x"}), "external_id"),
+            (
+                json!({"external_id": "m", "from": {}, "text": "x"}),
+                "from.handle",
+            ),
+            (
+                json!({"external_id": 5, "from": {"handle": "u"}, "text": "x"}),
+                "external_id",
+            ),
+            (
+                json!({"external_id": "m", "from": {"handle": " "}, "text": "x"}),
+                "from.handle",
+            ),
+            (json!({"external_id": "m", "from": {"handle": "u"}}), "text"),
+            (
+                json!({"external_id": "m", "from": {"handle": "u"}, "text": "x", "sent_at": "yesterday"}),
+                "sent_at",
+            ),
+            (
+                json!({"external_id": "m", "from": {"handle": "u", "email": "nope"}, "text": "x"}),
+                "from.email",
+            ),
+            (
+                json!({"external_id": "m", "from": {"handle": "u"}, "text": "x", "colour": 1}),
+                "colour",
+            ),
+            (
+                json!({"external_id": "m", "from": {"handle": "u"}, "attachments": [{"url": "file:///etc/passwd"}]}),
+                "attachments[0].url",
+            ),
+        ];
+        for (body, field) in cases {
+            let refusal = parse(&channel(), body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(
+                refusal.field.as_deref(),
+                Some(field),
+                "{body}: {}",
+                refusal.message
+            );
+        }
+        let refusal = parse(&channel(), b"{not json").unwrap_err();
+        assert_eq!(refusal.field.as_deref(), Some("body"));
+    }
+}

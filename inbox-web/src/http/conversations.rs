@@ -1,0 +1,242 @@
+//! `/api/v1/conversations`: list, read, reply or note, and change status, assignee and labels.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use inbox_core::actions;
+use inbox_core::ids::{AgentId, ChannelId, ConversationId};
+use inbox_core::model::{Conversation, ConversationEvent, ConversationStatus};
+use inbox_core::store::{
+    ConversationFilter, ConversationPage, ConversationPatch, MessagePage, PageCursor,
+};
+use serde::{Deserialize, Deserializer};
+
+use super::error::parse_json;
+use super::{ApiError, CurrentAgent, WebState};
+
+const DEFAULT_PAGE: u32 = 25;
+
+pub fn router() -> Router<WebState> {
+    Router::new()
+        .route("/api/v1/conversations", get(list))
+        .route("/api/v1/conversations/{id}", get(show).patch(update))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            get(messages).post(post_message),
+        )
+        .route("/api/v1/conversations/{id}/events", get(events))
+}
+
+pub(super) fn parse_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(what))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    /// `me`, `none` (unassigned) or an agent id.
+    assignee: Option<String>,
+    channel: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+fn parse_limit(raw: Option<&str>, max: u32) -> Result<u32, ApiError> {
+    match raw {
+        None | Some("") => Ok(DEFAULT_PAGE),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", format!("must be 1 to {max}"))),
+    }
+}
+
+fn parse_cursor(raw: Option<&str>, field: &'static str) -> Result<Option<PageCursor>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => PageCursor::decode(raw)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(field, "not a cursor returned by this API")),
+    }
+}
+
+async fn list(
+    State(state): State<WebState>,
+    CurrentAgent(agent): CurrentAgent,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ConversationPage>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(s) => Some(ConversationStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid("status", "one of open, pending, snoozed, resolved, all")
+        })?),
+    };
+    let assignee = match query.assignee.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some("me") => Some(Some(agent.id)),
+        Some("none") => Some(None),
+        Some(id) => Some(Some(id.parse::<AgentId>().map_err(|_| {
+            ApiError::invalid("assignee", "me, none, all or an agent id")
+        })?)),
+    };
+    let channel = match query.channel.as_deref() {
+        None | Some("") => None,
+        Some(id) => Some(
+            id.parse::<ChannelId>()
+                .map_err(|_| ApiError::invalid("channel", "a channel id"))?,
+        ),
+    };
+    let filter = ConversationFilter {
+        status,
+        assignee,
+        channel,
+    };
+    let cursor = parse_cursor(query.cursor.as_deref(), "cursor")?;
+    let limit = parse_limit(query.limit.as_deref(), 100)?;
+    Ok(Json(
+        state
+            .store
+            .list_conversations(&filter, cursor.as_ref(), limit)
+            .await?,
+    ))
+}
+
+async fn load(state: &WebState, raw_id: &str) -> Result<Conversation, ApiError> {
+    let id: ConversationId = parse_id(raw_id, "conversation")?;
+    state
+        .store
+        .conversation(id)
+        .await?
+        .ok_or(ApiError::NotFound("conversation"))
+}
+
+async fn show(
+    State(state): State<WebState>,
+    CurrentAgent(_): CurrentAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(load(&state, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+async fn messages(
+    State(state): State<WebState>,
+    CurrentAgent(_): CurrentAgent,
+    Path(id): Path<String>,
+    Query(query): Query<MessagesQuery>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let conversation = load(&state, &id).await?;
+    let before = parse_cursor(query.before.as_deref(), "before")?;
+    let limit = parse_limit(query.limit.as_deref(), 500)?;
+    Ok(Json(
+        state
+            .store
+            .messages(conversation.id, before.as_ref(), limit)
+            .await?,
+    ))
+}
+
+async fn events(
+    State(state): State<WebState>,
+    CurrentAgent(_): CurrentAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ConversationEvent>>, ApiError> {
+    let conversation = load(&state, &id).await?;
+    Ok(Json(
+        state.store.conversation_events(conversation.id).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMessage {
+    text: String,
+    /// A private note for agents instead of a reply to the customer.
+    #[serde(default)]
+    private: bool,
+}
+
+async fn post_message(
+    State(state): State<WebState>,
+    CurrentAgent(agent): CurrentAgent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: ConversationId = parse_id(&id, "conversation")?;
+    let input: NewMessage = parse_json(&body)?;
+    let posted =
+        actions::post_message(&state.store, id, &agent, &input.text, input.private).await?;
+    if posted.outbound.is_some() {
+        state.outbox_ready.notify_one();
+    }
+    state.announce(&posted.domain_events).await;
+    Ok((StatusCode::CREATED, Json(posted.message)))
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    #[serde(default)]
+    status: Option<ConversationStatus>,
+    /// An agent id, `"me"`, or `null` to unassign.
+    #[serde(default, deserialize_with = "present")]
+    assignee: Option<Option<String>>,
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+    #[serde(default)]
+    snoozed_until: Option<DateTime<Utc>>,
+}
+
+async fn update(
+    State(state): State<WebState>,
+    CurrentAgent(agent): CurrentAgent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Conversation>, ApiError> {
+    let id: ConversationId = parse_id(&id, "conversation")?;
+    let input: Patch = parse_json(&body)?;
+    let assignee = match input.assignee {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) if raw == "me" => Some(Some(agent.id)),
+        Some(Some(raw)) => {
+            Some(Some(raw.parse::<AgentId>().map_err(|_| {
+                ApiError::invalid("assignee", "an agent id, \"me\" or null")
+            })?))
+        }
+    };
+    let patch = ConversationPatch {
+        status: input.status,
+        assignee,
+        labels: input.labels,
+        snoozed_until: input.snoozed_until,
+    };
+    let events = actions::update_conversation(&state.store, id, &agent, &patch).await?;
+    state.announce(&events).await;
+    Ok(Json(
+        state
+            .store
+            .conversation(id)
+            .await?
+            .ok_or(ApiError::NotFound("conversation"))?,
+    ))
+}

@@ -1,0 +1,45 @@
+//! HTTP routes, one module per area, each exposing `router()`.
+
+mod auth;
+mod contacts;
+mod conversations;
+mod error;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use inbox_core::bus::Bus;
+use inbox_core::envelope::DomainEvent;
+use inbox_core::store::Store;
+use tokio::sync::Notify;
+
+pub use auth::CurrentAgent;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    pub store: Store,
+    pub bus: Arc<dyn Bus>,
+    /// Woken when a reply was stored, so the outbox relay hands it to the bus at once.
+    pub outbox_ready: Arc<Notify>,
+}
+
+impl WebState {
+    /// Publishes domain events after a commit; a failure only delays live views, so it is logged.
+    async fn announce(&self, events: &[DomainEvent]) {
+        if let Err(error) = self.bus.publish_domain(events).await {
+            tracing::warn!(%error, "Domain events not published.");
+        }
+    }
+}
+
+/// Every route of the agents' side.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(conversations::router())
+        .merge(contacts::router())
+        .with_state(state)
+}

@@ -1,0 +1,170 @@
+//! Configuration: `inbox.toml` (path via `--config`) overlaid by `INBOX_*` environment variables,
+//! overlaid by command-line flags. See `deploy/inbox.example.toml` for every setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use inbox_connectors::runner::RetryPolicy;
+use inbox_core::ingest::IngestSettings;
+use inbox_core::store::StoreConfig;
+use inbox_core::threading::ThreadingPolicy;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory of the embedded SQLite database (`inbox.db`); created when missing.
+    pub data_dir: PathBuf,
+    /// Address the HTTP server (API and inbound webhooks) listens on.
+    pub listen: SocketAddr,
+    /// PostgreSQL URL (`postgres://…`); when set, used instead of the embedded SQLite database.
+    pub database_url: Option<String>,
+    /// Largest PostgreSQL pool per process.
+    pub database_max_connections: u32,
+    /// Base URL under which users reach this server, used in printed webhook URLs.
+    pub public_url: Option<String>,
+    /// How replies are retried when their channel fails.
+    pub delivery: RetryPolicy,
+    /// Threading rules.
+    pub threading: ThreadingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThreadingConfig {
+    /// A resolved chat conversation is reopened by a customer message within this many hours.
+    pub chat_reopen_hours: u64,
+    /// Same-subject email joins a resolved conversation resolved fewer than this many days ago.
+    pub subject_window_days: u64,
+}
+
+impl Default for ThreadingConfig {
+    fn default() -> Self {
+        ThreadingConfig {
+            chat_reopen_hours: 24,
+            subject_window_days: 14,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("inbox-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            database_max_connections: 16,
+            public_url: None,
+            delivery: RetryPolicy::default(),
+            threading: ThreadingConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), then applies `INBOX_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(dir) = env("INBOX_DATA_DIR") {
+            config.data_dir = dir.into();
+        }
+        if let Some(listen) = env("INBOX_LISTEN") {
+            config.listen = listen
+                .parse()
+                .with_context(|| format!("INBOX_LISTEN: `{listen}` is not host:port"))?;
+        }
+        if let Some(url) = env("INBOX_DATABASE_URL").filter(|u| !u.is_empty()) {
+            config.database_url = Some(url);
+        }
+        if let Some(url) = env("INBOX_PUBLIC_URL").filter(|u| !u.is_empty()) {
+            config.public_url = Some(url);
+        }
+        Ok(config)
+    }
+
+    /// From the process environment.
+    pub fn from_env(path: Option<&Path>) -> anyhow::Result<Config> {
+        Config::load(path, |name| std::env::var(name).ok())
+    }
+
+    pub fn store(&self) -> StoreConfig {
+        match &self.database_url {
+            Some(url) => StoreConfig::Postgres {
+                url: url.clone(),
+                max_connections: self.database_max_connections,
+            },
+            None => StoreConfig::Sqlite {
+                path: self.data_dir.join("inbox.db"),
+            },
+        }
+    }
+
+    pub fn ingest(&self) -> IngestSettings {
+        IngestSettings {
+            threading: ThreadingPolicy {
+                chat_reopen_window: Duration::from_secs(self.threading.chat_reopen_hours * 3600),
+                subject_window: Duration::from_secs(self.threading.subject_window_days * 86_400),
+            },
+            ..IngestSettings::default()
+        }
+    }
+
+    /// The base URL to show users.
+    pub fn base_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/inbox\"\n[delivery]\nmax_attempts = 2\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), |name| {
+            (name == "INBOX_DATABASE_URL").then(|| "postgres://db/inbox".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.delivery.max_attempts, 2);
+        assert_eq!(config.database_url.as_deref(), Some("postgres://db/inbox"));
+        assert!(matches!(config.store(), StoreConfig::Postgres { .. }));
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.toml");
+        std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
+        assert!(Config::load(Some(&path), |_| None).is_err());
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/inbox.example.toml");
+        Config::load(Some(&path), |_| None).unwrap();
+    }
+}

@@ -1,0 +1,50 @@
+//! The connectors' view of the configured channels, read from the store with a short cache:
+//! channels are added at runtime (CLI, API) and picked up within [`TTL`] without a restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use inbox_connectors::ChannelDirectory;
+use inbox_core::ids::ChannelId;
+use inbox_core::model::Channel;
+use inbox_core::store::Store;
+use tokio::sync::RwLock;
+
+const TTL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct StoreDirectory {
+    store: Store,
+    cache: Arc<RwLock<HashMap<ChannelId, (Instant, Channel)>>>,
+}
+
+impl StoreDirectory {
+    pub fn new(store: Store) -> Self {
+        StoreDirectory {
+            store,
+            cache: Arc::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl ChannelDirectory for StoreDirectory {
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, String> {
+        if let Some((at, channel)) = self.cache.read().await.get(&id)
+            && at.elapsed() < TTL
+        {
+            return Ok(Some(channel.clone()));
+        }
+        let channel = self.store.channel(id).await.map_err(|e| e.to_string())?;
+        // Only real channels are cached: random ids from outside must not grow the map.
+        if let Some(channel) = &channel {
+            self.cache
+                .write()
+                .await
+                .insert(id, (Instant::now(), channel.clone()));
+        }
+        Ok(channel)
+    }
+}
