@@ -190,21 +190,19 @@ impl<'a> Batch<'a> {
             .await?;
         for (index, report) in deliveries {
             // The provider's id must not be another message's: the unique (channel, external id)
-            // would fail the whole batch, and bad input must never stop a partition.
+            // would fail the whole batch. Receivers that answer with a ticket or thread id do
+            // that, so the delivery itself is still recorded, only without the id.
+            let mut conflict = None;
             if let Some(external_id) = &report.external_id
                 && let Some(owner) = tx.external_id_owner(report.message_id, external_id).await?
             {
-                let error = format!(
-                    "external_id: {external_id} already belongs to message {owner} on this channel"
-                );
-                self.dead_letter(
-                    index,
-                    Some(report.channel_id),
-                    payload_of(&self.records[index]),
-                    error,
-                );
-                continue;
+                tracing::warn!(message_id = %report.message_id, %external_id, %owner, "Delivery report reuses another message's external id; not recorded.");
+                conflict = Some(serde_json::json!({"external_id": external_id, "owner": owner}));
             }
+            let report = &DeliveryReport {
+                external_id: report.external_id.clone().filter(|_| conflict.is_none()),
+                ..report.clone()
+            };
             if tx.apply_delivery(report).await? {
                 domain_events.push(delivery_event(report));
                 self.outcomes[index] = Some(Outcome::DeliveryRecorded {
@@ -219,6 +217,7 @@ impl<'a> Batch<'a> {
                         "status": report.status.as_str(),
                         "error": report.error,
                         "attempts": report.attempts,
+                        "external_id_conflict": conflict,
                     }),
                     at: to_millis(report.at),
                 }])

@@ -15,7 +15,8 @@ use crate::store::Store;
 pub struct WorkerSettings {
     /// Most records per transaction.
     pub max_batch: usize,
-    /// How long to wait for more records once one arrived.
+    /// How long to wait for more records once one arrived. Zero takes what is queued: waiting
+    /// only adds latency when producers block on their acknowledgement, as webhooks do.
     pub linger: Duration,
     /// Attempts at storing a batch before its producers are told it was not accepted.
     pub max_attempts: u32,
@@ -25,7 +26,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         WorkerSettings {
             max_batch: 500,
-            linger: Duration::from_millis(2),
+            linger: Duration::ZERO,
             max_attempts: 5,
         }
     }

@@ -210,11 +210,11 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Row-lock suffix for reads whose rows this transaction will update.
+    /// Row-lock suffix for reads of conversations (alias `c`) this transaction will update.
     fn for_update(&self) -> &'static str {
         match self {
             StoreTx::Sqlite(_) => "",
-            StoreTx::Postgres(_) => " FOR UPDATE",
+            StoreTx::Postgres(_) => " FOR UPDATE OF c",
         }
     }
 }

@@ -875,14 +875,15 @@ impl StoreTx {
         let mut found = HashMap::new();
         for chunk in keys.chunks(CHUNK) {
             let rows = on_tx!(self, conn, Db => {
-                let mut qb = QueryBuilder::<Db>::new(
-                    "SELECT channel_id, external_id, id, conversation_id FROM messages
-                     WHERE (channel_id, external_id) IN (",
-                );
+                // A join against VALUES lets SQLite search the unique index per key; a row-value
+                // IN list with several rows makes it scan the table.
+                let mut qb = QueryBuilder::<Db>::new("SELECT m.channel_id, m.external_id, m.id, m.conversation_id FROM (");
                 qb.push_values(chunk, |mut row, (channel, external)| {
                     row.push_bind(*channel).push_bind(external.clone());
                 });
-                qb.push(")");
+                qb.push(
+                    ") AS k JOIN messages m ON m.channel_id = k.column1 AND m.external_id = k.column2",
+                );
                 qb.build_query_as::<(ChannelId, String, MessageId, ConversationId)>()
                     .fetch_all(&mut *conn)
                     .await
@@ -902,15 +903,15 @@ impl StoreTx {
         let mut found = HashMap::new();
         for chunk in keys.chunks(CHUNK) {
             let rows = on_tx!(self, conn, Db => {
-                let mut qb = QueryBuilder::<Db>::new(
-                    "SELECT namespace, handle, contact_id FROM contact_identities
-                     WHERE (namespace, handle) IN (",
-                );
+                let mut qb = QueryBuilder::<Db>::new("SELECT i.namespace, i.handle, i.contact_id FROM (");
                 qb.push_values(chunk, |mut row, identity| {
                     row.push_bind(identity.namespace.clone())
                         .push_bind(identity.handle.clone());
                 });
-                qb.push(")");
+                qb.push(
+                    ") AS k JOIN contact_identities i
+                       ON i.namespace = k.column1 AND i.handle = k.column2",
+                );
                 qb.build_query_as::<(String, String, ContactId)>()
                     .fetch_all(&mut *conn)
                     .await
@@ -931,15 +932,13 @@ impl StoreTx {
         let lock = self.for_update();
         for chunk in pairs.chunks(CHUNK) {
             let rows = on_tx!(self, conn, Db => {
-                let mut qb = QueryBuilder::<Db>::new(format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM conversations c
-                     WHERE (c.contact_id, c.channel_id) IN ("
-                ));
+                let mut qb = QueryBuilder::<Db>::new(format!("SELECT {CONVERSATION_COLUMNS} FROM ("));
                 qb.push_values(chunk, |mut row, (contact, channel)| {
                     row.push_bind(*contact).push_bind(*channel);
                 });
                 qb.push(
-                    ") AND NOT EXISTS (SELECT 1 FROM conversations n
+                    ") AS k JOIN conversations c ON c.contact_id = k.column1 AND c.channel_id = k.column2
+                     WHERE NOT EXISTS (SELECT 1 FROM conversations n
                         WHERE n.contact_id = c.contact_id AND n.channel_id = c.channel_id
                           AND (n.created_at > c.created_at
                                OR (n.created_at = c.created_at AND n.id > c.id)))",
