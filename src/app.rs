@@ -31,7 +31,7 @@ pub struct Application {
     listener: TcpListener,
     store: Store,
     bus: LocalBus,
-    inbound: inbox_core::bus::local::LocalInbound,
+    inbound: Vec<inbox_core::bus::local::LocalInbound>,
     outbound: inbox_core::bus::local::LocalOutbound,
     config: Config,
     shutdown: CancellationToken,
@@ -47,7 +47,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let (bus, inbound, outbound) = LocalBus::new();
+        let (bus, inbound, outbound) = LocalBus::new(config.partitions());
         Ok(Application {
             listener,
             store,
@@ -100,15 +100,20 @@ impl Application {
 
         // The core stops last: deliveries finishing at shutdown still report through it.
         let core_stop = CancellationToken::new();
-        let worker = tokio::spawn(
-            IngestWorker {
-                store: store.clone(),
-                bus: bus.clone(),
-                ingest: config.ingest(),
-                settings: WorkerSettings::default(),
-            }
-            .run(inbound, core_stop.clone()),
-        );
+        let workers: Vec<_> = inbound
+            .into_iter()
+            .map(|partition| {
+                tokio::spawn(
+                    IngestWorker {
+                        store: store.clone(),
+                        bus: bus.clone(),
+                        ingest: config.ingest(),
+                        settings: WorkerSettings::default(),
+                    }
+                    .run(partition, core_stop.clone()),
+                )
+            })
+            .collect();
 
         // Replies handed to the in-process bus before a crash were lost with it: hand them again.
         let requeued = store.requeue_undelivered_outbox().await?;
@@ -164,7 +169,9 @@ impl Application {
             );
         }
         core_stop.cancel();
-        let _ = worker.await;
+        for worker in workers {
+            let _ = worker.await;
+        }
         store.close().await;
         tracing::info!("Stopped.");
         served.context("HTTP server failed")

@@ -23,6 +23,10 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Largest PostgreSQL pool per process.
     pub database_max_connections: u32,
+    /// Inbound partitions of the in-process bus, each with its own core worker; one customer's
+    /// messages always go to the same partition, so they stay in order. Default: 1 on SQLite
+    /// (it has one writer at a time), 4 on PostgreSQL.
+    pub ingest_partitions: Option<usize>,
     /// Base URL under which users reach this server, used in printed webhook URLs.
     pub public_url: Option<String>,
     /// How replies are retried when their channel fails.
@@ -56,6 +60,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
             database_max_connections: 16,
+            ingest_partitions: None,
             public_url: None,
             delivery: RetryPolicy::default(),
             threading: ThreadingConfig::default(),
@@ -109,6 +114,13 @@ impl Config {
                 path: self.data_dir.join("inbox.db"),
             },
         }
+    }
+
+    /// Core workers of the in-process bus.
+    pub fn partitions(&self) -> usize {
+        self.ingest_partitions
+            .unwrap_or(if self.database_url.is_some() { 4 } else { 1 })
+            .max(1)
     }
 
     pub fn ingest(&self) -> IngestSettings {

@@ -50,14 +50,21 @@ pub struct IngestArgs {
     /// Distinct customers the messages come from.
     #[arg(long)]
     customers: Option<usize>,
+    /// Inbound partitions (core workers); default: 1 on SQLite, 4 on PostgreSQL.
+    #[arg(long)]
+    partitions: Option<usize>,
 }
 
 pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
     let BenchCommand::Ingest(args) = command;
     let customers = args.customers.unwrap_or((args.messages / 5).max(1));
+    let partitions = args.partitions.unwrap_or(match args.store {
+        StoreKind::Sqlite => 1,
+        StoreKind::Postgres => 4,
+    });
     println!(
-        "bench ingest: {} messages from {} customers, {} publishers, store {:?}",
-        args.messages, customers, args.concurrency, args.store
+        "bench ingest: {} messages from {} customers, {} publishers, {} partitions, store {:?}",
+        args.messages, customers, args.concurrency, partitions, args.store
     );
 
     let funnel_target = BenchStore::create(config, args.store, "funnel").await?;
@@ -81,7 +88,13 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
             .count()
     );
 
-    let funnel = run_funnel(&funnel_target.store, &workload, args.concurrency).await?;
+    let funnel = run_funnel(
+        &funnel_target.store,
+        &workload,
+        args.concurrency,
+        partitions,
+    )
+    .await?;
     let stored = funnel_target.store.message_total().await?;
     anyhow::ensure!(
         stored as usize == workload.len(),
@@ -278,19 +291,25 @@ async fn run_funnel(
     store: &Store,
     workload: &[InboundMessage],
     concurrency: usize,
+    partitions: usize,
 ) -> anyhow::Result<FunnelResult> {
-    let (bus, inbound, _outbound) = LocalBus::new();
+    let (bus, inbound, _outbound) = LocalBus::new(partitions);
     let bus: Arc<dyn Bus> = Arc::new(bus);
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(
-        IngestWorker {
-            store: store.clone(),
-            bus: bus.clone(),
-            ingest: IngestSettings::default(),
-            settings: WorkerSettings::default(),
-        }
-        .run(inbound, stop.clone()),
-    );
+    let workers: Vec<_> = inbound
+        .into_iter()
+        .map(|partition| {
+            tokio::spawn(
+                IngestWorker {
+                    store: store.clone(),
+                    bus: bus.clone(),
+                    ingest: IngestSettings::default(),
+                    settings: WorkerSettings::default(),
+                }
+                .run(partition, stop.clone()),
+            )
+        })
+        .collect();
     let events: Arc<Vec<InboundEvent>> = Arc::new(
         workload
             .iter()
@@ -321,7 +340,9 @@ async fn run_funnel(
     }
     let elapsed = started.elapsed();
     stop.cancel();
-    let _ = worker.await;
+    for worker in workers {
+        let _ = worker.await;
+    }
     latencies.sort_unstable();
     let pick = |q: f64| {
         latencies

@@ -19,9 +19,11 @@ const DOMAIN_CAPACITY: usize = 4096;
 
 type Verdict = oneshot::Sender<Result<(), String>>;
 
+/// Inbound records are spread over partitions by their key, like Kafka's: one customer's events
+/// stay in order on one partition, and each partition has its own core worker.
 #[derive(Debug, Clone)]
 pub struct LocalBus {
-    inbound: mpsc::Sender<(InboundRecord, Verdict)>,
+    inbound: Vec<mpsc::Sender<(InboundRecord, Verdict)>>,
     outbound: mpsc::Sender<(OutboundMessage, oneshot::Sender<()>)>,
     domain: broadcast::Sender<DomainEvent>,
 }
@@ -39,8 +41,14 @@ pub struct LocalOutbound {
 }
 
 impl LocalBus {
-    pub fn new() -> (LocalBus, LocalInbound, LocalOutbound) {
-        let (inbound, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+    /// A bus with `partitions` inbound partitions (at least one), one consumer end for each.
+    pub fn new(partitions: usize) -> (LocalBus, Vec<LocalInbound>, LocalOutbound) {
+        let (inbound, consumers): (Vec<_>, Vec<_>) = (0..partitions.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
+                (tx, LocalInbound { rx })
+            })
+            .unzip();
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let (domain, _) = broadcast::channel(DOMAIN_CAPACITY);
         (
@@ -49,15 +57,28 @@ impl LocalBus {
                 outbound,
                 domain,
             },
-            LocalInbound { rx: inbound_rx },
+            consumers,
             LocalOutbound { rx: outbound_rx },
         )
+    }
+
+    fn partition(&self, record: &InboundRecord) -> &mpsc::Sender<(InboundRecord, Verdict)> {
+        use std::hash::{Hash, Hasher};
+        let index = match record {
+            InboundRecord::Event(event) => {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                event.partition_key().hash(&mut hasher);
+                (hasher.finish() % self.inbound.len() as u64) as usize
+            }
+            InboundRecord::Undecodable { .. } => 0,
+        };
+        &self.inbound[index]
     }
 
     /// Publishes a record that may not even be a valid event (used by tests and replays).
     pub async fn publish_record(&self, record: InboundRecord) -> Result<(), BusError> {
         let (verdict, outcome) = oneshot::channel();
-        self.inbound
+        self.partition(&record)
             .send((record, verdict))
             .await
             .map_err(|_| BusError::Closed)?;
