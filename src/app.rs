@@ -1,5 +1,6 @@
-//! The all-in-one application (`inbox run`): store, in-process bus, core worker, outbox relay,
-//! connectors and the HTTP server in one process.
+//! The application: `inbox run` (every role in one process) and the production services
+//! `inbox core`, `inbox web` and `inbox connectors` (one role each). The bus is in-process, or Kafka
+//! when `INBOX_KAFKA_BROKERS` is set; everything above the Bus and Store ports is the same code.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use inbox_connectors::runner::OutboundRunner;
 use inbox_connectors::webhook::{self, WebhookState};
 use inbox_connectors::{ChannelDirectory, Registry};
 use inbox_core::bus::Bus;
+use inbox_core::bus::kafka::KafkaBus;
 use inbox_core::bus::local::LocalBus;
 use inbox_core::relay::OutboxRelay;
 use inbox_core::store::Store;
@@ -17,44 +19,95 @@ use inbox_core::worker::{IngestWorker, WorkerSettings};
 use inbox_web::WebState;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::directory::StoreDirectory;
+use crate::ops;
 
 /// How long deliveries under way may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
+
+/// Which parts of the product a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Consumes inbound events into the store and relays the outbox to the bus.
+    pub core: bool,
+    /// Serves the agents' API.
+    pub web: bool,
+    /// Serves inbound webhooks and delivers replies.
+    pub connectors: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        core: true,
+        web: true,
+        connectors: true,
+    };
+    pub const CORE: Roles = Roles {
+        core: true,
+        web: false,
+        connectors: false,
+    };
+    pub const WEB: Roles = Roles {
+        core: false,
+        web: true,
+        connectors: false,
+    };
+    pub const CONNECTORS: Roles = Roles {
+        core: false,
+        web: false,
+        connectors: true,
+    };
+}
 
 /// A built, not yet running application.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    ops_listener: Option<TcpListener>,
     store: Store,
-    bus: LocalBus,
-    inbound: Vec<inbox_core::bus::local::LocalInbound>,
-    outbound: inbox_core::bus::local::LocalOutbound,
     config: Config,
+    roles: Roles,
     shutdown: CancellationToken,
     extra_routes: Option<axum::Router>,
 }
 
 impl Application {
-    /// Opens (and migrates) the store and binds the listener; `listen` port 0 picks a free port.
+    /// Every role in one process (`inbox run`).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_roles(config, Roles::ALL).await
+    }
+
+    /// Opens (and migrates) the store and binds the listeners; port 0 picks a free port.
+    pub async fn build_with_roles(config: Config, roles: Roles) -> anyhow::Result<Application> {
+        if roles != Roles::ALL && config.kafka.is_none() {
+            anyhow::bail!(
+                "running the services separately needs Kafka: set INBOX_KAFKA_BROKERS (or use `inbox run`)"
+            );
+        }
         let store = Store::open(&config.store())
             .await
             .context("cannot open the store")?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let (bus, inbound, outbound) = LocalBus::new(config.partitions());
+        let ops_listener = match config.ops_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Application {
             listener,
+            ops_listener,
             store,
-            bus,
-            inbound,
-            outbound,
             config,
+            roles,
             shutdown: CancellationToken::new(),
             extra_routes: None,
         })
@@ -82,76 +135,124 @@ impl Application {
         self.shutdown.clone()
     }
 
-    /// Serves until the shutdown token fires or the process gets SIGINT/SIGTERM.
+    /// Serves until the shutdown token fires or the process gets SIGINT/SIGTERM. A batch under
+    /// way is finished and committed, deliveries under way get [`DRAIN`] to finish, and Kafka
+    /// consumers commit and leave their group.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             listener,
+            ops_listener,
             store,
-            bus,
-            inbound,
-            outbound,
             config,
+            roles,
             shutdown,
             extra_routes,
         } = self;
-        let bus: Arc<dyn Bus> = Arc::new(bus);
         let directory: Arc<dyn ChannelDirectory> = Arc::new(StoreDirectory::new(store.clone()));
         let outbox_ready = Arc::new(Notify::new());
-
         // The core stops last: deliveries finishing at shutdown still report through it.
         let core_stop = CancellationToken::new();
-        let workers: Vec<_> = inbound
-            .into_iter()
-            .map(|partition| {
-                tokio::spawn(
-                    IngestWorker {
-                        store: store.clone(),
-                        bus: bus.clone(),
-                        ingest: config.ingest(),
-                        settings: WorkerSettings::default(),
-                    }
-                    .run(partition, core_stop.clone()),
-                )
-            })
-            .collect();
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        let mut background: Vec<JoinHandle<()>> = Vec::new();
+        let mut runner: Option<JoinHandle<()>> = None;
 
-        // Replies handed to the in-process bus before a crash were lost with it: hand them again.
-        let requeued = store.requeue_undelivered_outbox().await?;
-        if requeued > 0 {
-            tracing::info!(requeued, "Requeued undelivered replies.");
+        let bus: Arc<dyn Bus> = match &config.kafka {
+            None => {
+                let (bus, partitions, outbound) = LocalBus::new(config.partitions());
+                let bus: Arc<dyn Bus> = Arc::new(bus);
+                for partition in partitions {
+                    workers.push(tokio::spawn(
+                        worker(&store, &bus, &config, WorkerSettings::default())
+                            .run(partition, core_stop.clone()),
+                    ));
+                }
+                // Replies handed to the in-process bus before a crash were lost with it.
+                let requeued = store.requeue_undelivered_outbox().await?;
+                if requeued > 0 {
+                    tracing::info!(requeued, "Requeued undelivered replies.");
+                }
+                runner = Some(tokio::spawn(
+                    outbound_runner(&directory, &bus, &config).run(outbound, shutdown.clone()),
+                ));
+                bus
+            }
+            Some(kafka) => {
+                kafka
+                    .ensure_topics()
+                    .await
+                    .context("cannot create the Kafka topics")?;
+                let kafka_bus = Arc::new(KafkaBus::new(kafka)?);
+                let bus: Arc<dyn Bus> = kafka_bus.clone();
+                if roles.core {
+                    let consumer = kafka.inbound_consumer()?;
+                    background.push(ops::report_lag(consumer.lag_probe(), shutdown.clone()));
+                    let settings = WorkerSettings {
+                        linger: Duration::from_millis(5),
+                        ..WorkerSettings::default()
+                    };
+                    workers.push(tokio::spawn(
+                        worker(&store, &bus, &config, settings).run(consumer, core_stop.clone()),
+                    ));
+                }
+                if roles.connectors {
+                    let consumer = kafka.outbound_consumer(kafka_bus.clone())?;
+                    runner = Some(tokio::spawn(
+                        outbound_runner(&directory, &bus, &config).run(consumer, shutdown.clone()),
+                    ));
+                }
+                if roles.web {
+                    background.push(kafka_bus.listen_domain(kafka, shutdown.clone())?);
+                }
+                bus
+            }
+        };
+        if roles.core {
+            background.push(tokio::spawn(
+                OutboxRelay {
+                    store: store.clone(),
+                    bus: bus.clone(),
+                    wake: outbox_ready.clone(),
+                }
+                .run(shutdown.clone()),
+            ));
         }
-        let relay = tokio::spawn(
-            OutboxRelay {
+
+        let mut app = axum::Router::new();
+        if roles.web {
+            app = app.merge(inbox_web::router(WebState {
                 store: store.clone(),
                 bus: bus.clone(),
-                wake: outbox_ready.clone(),
-            }
-            .run(shutdown.clone()),
-        );
-        let runner = tokio::spawn(
-            OutboundRunner {
-                registry: Registry::with_builtin(),
-                directory: directory.clone(),
+                outbox_ready,
+            }));
+        }
+        if roles.connectors {
+            app = app.merge(webhook::router(WebhookState {
+                directory,
                 bus: bus.clone(),
-                retry: config.delivery,
+            }));
+        }
+        let ops = ops::router(store.clone(), bus.clone());
+        let ops_server = match ops_listener {
+            None => {
+                app = app.merge(ops);
+                None
             }
-            .run(outbound, shutdown.clone()),
-        );
-
-        let app = inbox_web::router(WebState {
-            store: store.clone(),
-            bus: bus.clone(),
-            outbox_ready,
-        })
-        .merge(webhook::router(WebhookState {
-            directory,
-            bus: bus.clone(),
-        }))
-        .merge(extra_routes.unwrap_or_default())
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+            Some(listener) => {
+                tracing::info!(addr = %listener.local_addr()?, "Serving /healthz, /readyz and /metrics.");
+                let stop = shutdown.clone();
+                Some(tokio::spawn(async move {
+                    let _ = axum::serve(listener, ops)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await;
+                }))
+            }
+        };
+        let app = app
+            .merge(extra_routes.unwrap_or_default())
+            .layer(tower_http::trace::TraceLayer::new_for_http());
 
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, store = store.backend(), "Listening.");
+        tracing::info!(%addr, store = store.backend(), ?roles, kafka = config.kafka.is_some(), "Listening.");
         let stop = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -162,8 +263,12 @@ impl Application {
             .await;
         shutdown.cancel();
 
-        let _ = relay.await;
-        if tokio::time::timeout(DRAIN, runner).await.is_err() {
+        for task in background.into_iter().chain(ops_server) {
+            let _ = task.await;
+        }
+        if let Some(runner) = runner
+            && tokio::time::timeout(DRAIN, runner).await.is_err()
+        {
             tracing::warn!(
                 "Deliveries still running at shutdown; they are retried at the next start."
             );
@@ -175,6 +280,33 @@ impl Application {
         store.close().await;
         tracing::info!("Stopped.");
         served.context("HTTP server failed")
+    }
+}
+
+fn worker(
+    store: &Store,
+    bus: &Arc<dyn Bus>,
+    config: &Config,
+    settings: WorkerSettings,
+) -> IngestWorker {
+    IngestWorker {
+        store: store.clone(),
+        bus: bus.clone(),
+        ingest: config.ingest(),
+        settings,
+    }
+}
+
+fn outbound_runner(
+    directory: &Arc<dyn ChannelDirectory>,
+    bus: &Arc<dyn Bus>,
+    config: &Config,
+) -> OutboundRunner {
+    OutboundRunner {
+        registry: Registry::with_builtin(),
+        directory: directory.clone(),
+        bus: bus.clone(),
+        retry: config.delivery,
     }
 }
 

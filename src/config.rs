@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use inbox_connectors::runner::RetryPolicy;
+use inbox_core::bus::kafka::KafkaConfig;
 use inbox_core::ingest::IngestSettings;
 use inbox_core::store::StoreConfig;
 use inbox_core::threading::ThreadingPolicy;
@@ -19,6 +20,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the HTTP server (API and inbound webhooks) listens on.
     pub listen: SocketAddr,
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this address instead of `listen`.
+    pub ops_listen: Option<SocketAddr>,
+    /// Kafka; when set (or INBOX_KAFKA_BROKERS is), the bus between the services is Kafka.
+    pub kafka: Option<KafkaConfig>,
     /// PostgreSQL URL (`postgres://…`); when set, used instead of the embedded SQLite database.
     pub database_url: Option<String>,
     /// Largest PostgreSQL pool per process.
@@ -58,6 +63,8 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("inbox-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: None,
+            kafka: None,
             database_url: None,
             database_max_connections: 16,
             ingest_partitions: None,
@@ -95,6 +102,19 @@ impl Config {
         }
         if let Some(url) = env("INBOX_PUBLIC_URL").filter(|u| !u.is_empty()) {
             config.public_url = Some(url);
+        }
+        if let Some(listen) = env("INBOX_OPS_LISTEN").filter(|l| !l.is_empty()) {
+            config.ops_listen = Some(
+                listen
+                    .parse()
+                    .with_context(|| format!("INBOX_OPS_LISTEN: `{listen}` is not host:port"))?,
+            );
+        }
+        if let Some(brokers) = env("INBOX_KAFKA_BROKERS").filter(|b| !b.is_empty()) {
+            config
+                .kafka
+                .get_or_insert_with(KafkaConfig::default)
+                .brokers = brokers;
         }
         Ok(config)
     }

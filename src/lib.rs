@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod ops;
 
 pub use app::Application;
 pub use config::Config;

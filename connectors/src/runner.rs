@@ -89,6 +89,7 @@ impl OutboundRunner {
         while let Some(ack) = done_rx.recv().await {
             consumer.settle(ack).await;
         }
+        consumer.close().await;
     }
 
     /// Delivers with retries, then publishes the report until the bus takes it.

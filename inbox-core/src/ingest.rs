@@ -571,7 +571,8 @@ fn dedup<T: std::hash::Hash + Eq + Clone>(items: &mut Vec<T>) {
     items.retain(|item| seen.insert(item.clone()));
 }
 
-fn payload_of(record: &InboundRecord) -> String {
+/// The record as kept in a dead letter.
+pub fn payload_of(record: &InboundRecord) -> String {
     match record {
         InboundRecord::Event(event) => String::from_utf8_lossy(&event.to_json()).into_owned(),
         InboundRecord::Undecodable { payload, .. } => payload.clone(),

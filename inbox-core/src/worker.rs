@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, InboundConsumer};
-use crate::ingest::{IngestSettings, ingest};
+use crate::ingest::{IngestSettings, Outcome, ingest, payload_of};
 use crate::store::Store;
 
 /// Batching and retry settings of the consumer loop.
@@ -54,6 +54,7 @@ impl IngestWorker {
             let result = self.store_with_retries(&records).await;
             consumer.settle(acks, result).await;
         }
+        consumer.close().await;
     }
 
     async fn store_with_retries(
@@ -66,7 +67,17 @@ impl IngestWorker {
             attempt += 1;
             match ingest(&self.store, records, &self.ingest).await {
                 Ok(report) => {
-                    tracing::debug!(records = records.len(), "Stored a batch.");
+                    record_metrics(&report.outcomes);
+                    for (record, outcome) in records.iter().zip(&report.outcomes) {
+                        if let Outcome::DeadLettered { error } = outcome
+                            && let Err(e) = self
+                                .bus
+                                .publish_dead_letter(&payload_of(record), error)
+                                .await
+                        {
+                            tracing::warn!(error = %e, "Dead letter not published on the bus; it is in the store.");
+                        }
+                    }
                     if let Err(error) = self.bus.publish_domain(&report.domain_events).await {
                         tracing::warn!(%error, "Domain events not published.");
                     }
@@ -83,5 +94,18 @@ impl IngestWorker {
                 }
             }
         }
+    }
+}
+
+fn record_metrics(outcomes: &[Outcome]) {
+    metrics::histogram!("inbox_ingest_batch_size").record(outcomes.len() as f64);
+    for outcome in outcomes {
+        let label = match outcome {
+            Outcome::Stored { .. } => "stored",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::DeliveryRecorded { .. } => "delivery",
+            Outcome::DeadLettered { .. } => "dead_lettered",
+        };
+        metrics::counter!("inbox_ingest_records_total", "outcome" => label).increment(1);
     }
 }

@@ -2,9 +2,12 @@
 
 mod bench;
 mod channel;
+mod connectors;
+mod core;
 mod migrate;
 mod run;
 mod user;
+mod web;
 
 use std::path::PathBuf;
 
@@ -30,6 +33,12 @@ pub struct Cli {
 enum Command {
     /// Run everything in one process: API, webhooks, core and connectors.
     Run(run::RunArgs),
+    /// Consume inbound events into the store and relay replies (production; needs Kafka).
+    Core(core::ServiceArgs),
+    /// Serve the agents' API (production; needs Kafka).
+    Web(web::ServiceArgs),
+    /// Serve inbound webhooks and deliver replies (production; needs Kafka).
+    Connectors(connectors::ServiceArgs),
     /// Create or upgrade the database schema.
     Migrate,
     /// Manage agents.
@@ -51,6 +60,9 @@ impl Cli {
         }
         match self.command {
             Command::Run(args) => run::execute(config, args).await,
+            Command::Core(args) => core::execute(config, args).await,
+            Command::Web(args) => web::execute(config, args).await,
+            Command::Connectors(args) => connectors::execute(config, args).await,
             Command::Migrate => migrate::execute(&config).await,
             Command::User(command) => user::execute(&config, command).await,
             Command::Channel(command) => channel::execute(&config, command).await,

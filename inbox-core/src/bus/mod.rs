@@ -4,6 +4,7 @@
 //! acknowledges them only after the store transaction that handled them committed, so a source
 //! never advances its cursor past what is not safe.
 
+pub mod kafka;
 pub mod local;
 
 use std::time::Duration;
@@ -38,6 +39,17 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every domain event from now on (each subscriber sees every event).
     fn subscribe_domain(&self) -> broadcast::Receiver<DomainEvent>;
+
+    /// True when the bus can take events (for `/readyz`).
+    async fn ready(&self) -> bool {
+        true
+    }
+
+    /// Publishes a record that could not be stored, with its error, for operators' tooling. The
+    /// record is in the dead-letter table already; the in-process bus has nothing more to do.
+    async fn publish_dead_letter(&self, _payload: &str, _error: &str) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// One inbound record and the handle to acknowledge it.
@@ -63,6 +75,9 @@ pub trait InboundConsumer: Send {
     /// Acknowledges records after their transaction committed (`Ok`) or reports that they could not
     /// be stored (`Err`), in which case the bus redelivers or fails their producers.
     async fn settle(&mut self, acks: Vec<Self::Ack>, result: Result<(), String>);
+
+    /// Commits what was acknowledged and leaves the consumer group.
+    async fn close(&mut self) {}
 }
 
 /// The consuming side for the connectors.
@@ -74,4 +89,7 @@ pub trait OutboundConsumer: Send {
 
     /// Acknowledges a reply once its delivery report was published.
     async fn settle(&mut self, ack: Self::Ack);
+
+    /// Commits what was acknowledged and leaves the consumer group.
+    async fn close(&mut self) {}
 }

@@ -4,7 +4,6 @@ mod auth;
 mod contacts;
 mod conversations;
 mod error;
-mod health;
 
 use std::sync::Arc;
 
@@ -38,7 +37,6 @@ impl WebState {
 /// Every route of the agents' side.
 pub fn router(state: WebState) -> Router {
     Router::new()
-        .merge(health::router())
         .merge(conversations::router())
         .merge(contacts::router())
         .with_state(state)

@@ -1,0 +1,673 @@
+//! The Kafka bus of the production mode (rdkafka, bundled librdkafka).
+//!
+//! - Producer: idempotent, `acks=all`; a publish resolves only after the broker's acknowledgement,
+//!   so a connector advances its cursor only then.
+//! - Consumers: offsets are *stored* only after the work they stand for is done (for the core: the
+//!   store transaction committed; for the connectors: the delivery report published) and committed
+//!   by librdkafka's auto-commit, and synchronously when partitions are revoked or the consumer
+//!   closes — the pattern of Vector's kafka source. A crash replays at most the records since the
+//!   last commit, which the funnel recognises as duplicates.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::Offset;
+use rdkafka::util::Timeout;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{Bus, BusError, Delivery, InboundConsumer, OutboundConsumer};
+use crate::envelope::{DomainEvent, InboundEvent, OutboundMessage};
+use crate::ingest::InboundRecord;
+
+/// How long a publish may wait for the broker before it is reported as not accepted.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Topic names (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Inbound envelopes and delivery reports, key `{channel_id}:{sender handle}`.
+    pub inbound: String,
+    /// Replies to deliver, key = conversation id.
+    pub outbound: String,
+    /// Domain events after each commit, key = conversation id.
+    pub events: String,
+    /// Records that could not be stored, with their error.
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            inbound: "inbox.inbound".into(),
+            outbound: "inbox.outbound".into(),
+            events: "inbox.events".into(),
+            dead_letter: "inbox.dead-letter".into(),
+        }
+    }
+}
+
+/// Connection and topic settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topic names.
+    pub topics: Topics,
+    /// Partitions of each topic created by `inbox migrate`: the most core instances that can share
+    /// the inbound work.
+    pub partitions: i32,
+    /// Replication factor of created topics.
+    pub replication: i32,
+    /// Consumer group of `inbox core`.
+    pub core_group: String,
+    /// Consumer group of `inbox connectors`.
+    pub connectors_group: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topics: Topics::default(),
+            partitions: 12,
+            replication: 1,
+            core_group: "inbox-core".into(),
+            connectors_group: "inbox-connectors".into(),
+        }
+    }
+}
+
+fn not_accepted(e: KafkaError) -> BusError {
+    BusError::NotAccepted(e.to_string())
+}
+
+impl KafkaConfig {
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", concat!("inbox/", env!("CARGO_PKG_VERSION")))
+            // Brokers restart; keep trying instead of failing the process.
+            .set("reconnect.backoff.max.ms", "2000")
+            .set("socket.keepalive.enable", "true");
+        config
+    }
+
+    /// Creates the four topics when missing (at `inbox migrate` and at service start).
+    pub async fn ensure_topics(&self) -> Result<(), BusError> {
+        let admin: AdminClient<_> = self.client().create().map_err(not_accepted)?;
+        let names = [
+            &self.topics.inbound,
+            &self.topics.outbound,
+            &self.topics.events,
+            &self.topics.dead_letter,
+        ];
+        let new: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    self.partitions,
+                    TopicReplication::Fixed(self.replication),
+                )
+            })
+            .collect();
+        let results = admin
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .map_err(not_accepted)?;
+        for result in results {
+            match result {
+                Ok(topic) => tracing::info!(%topic, partitions = self.partitions, "Created topic."),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(BusError::NotAccepted(format!("creating {topic}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn consumer(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<Arc<StreamConsumer<Rebalancing>>, BusError> {
+        let consumer: StreamConsumer<Rebalancing> = self
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets are stored by hand, only once their records are safe.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(Rebalancing)
+            .map_err(not_accepted)?;
+        consumer.subscribe(&[topic]).map_err(not_accepted)?;
+        Ok(Arc::new(consumer))
+    }
+
+    /// The core's consumer of `inbox.inbound`.
+    pub fn inbound_consumer(&self) -> Result<KafkaInbound, BusError> {
+        Ok(KafkaInbound {
+            consumer: self.consumer(&self.core_group, &self.topics.inbound)?,
+            topic: self.topics.inbound.clone(),
+        })
+    }
+
+    /// The connectors' consumer of `inbox.outbound`.
+    pub fn outbound_consumer(&self, bus: Arc<KafkaBus>) -> Result<KafkaOutbound, BusError> {
+        Ok(KafkaOutbound {
+            consumer: self.consumer(&self.connectors_group, &self.topics.outbound)?,
+            topic: self.topics.outbound.clone(),
+            tracker: HashMap::new(),
+            bus,
+        })
+    }
+}
+
+/// Commits what was stored before partitions move to another group member.
+#[derive(Debug, Clone, Copy)]
+pub struct Rebalancing;
+
+impl ClientContext for Rebalancing {}
+
+impl ConsumerContext for Rebalancing {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            tracing::info!(
+                partitions = partitions.count(),
+                "Partitions revoked; committing."
+            );
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                // Nothing stored since the last commit is the common case.
+                tracing::debug!(%error, "Commit at revoke.");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "Partitions assigned.");
+        }
+    }
+}
+
+/// The producing side, shared by every service.
+#[derive(Clone)]
+pub struct KafkaBus {
+    producer: FutureProducer,
+    topics: Topics,
+    domain: broadcast::Sender<DomainEvent>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBus {
+    pub fn new(config: &KafkaConfig) -> Result<KafkaBus, BusError> {
+        let producer: FutureProducer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(not_accepted)?;
+        let (domain, _) = broadcast::channel(4096);
+        Ok(KafkaBus {
+            producer,
+            topics: config.topics.clone(),
+            domain,
+        })
+    }
+
+    async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), BusError> {
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Timeout::After(PUBLISH_TIMEOUT),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| not_accepted(e))
+    }
+
+    /// Publishes a record that could not be stored, with its error, on the dead-letter topic.
+    pub async fn publish_dead_letter(&self, payload: &str, error: &str) -> Result<(), BusError> {
+        let body = serde_json::json!({"error": error, "payload": payload}).to_string();
+        self.send(&self.topics.dead_letter, "", body.as_bytes())
+            .await
+    }
+
+    /// Feeds [`Bus::subscribe_domain`] from `inbox.events`: every instance sees every event, so
+    /// each listens in a group of its own, from the newest event on.
+    pub fn listen_domain(
+        &self,
+        config: &KafkaConfig,
+        shutdown: CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>, BusError> {
+        let group = format!("inbox-web-{}", uuid::Uuid::now_v7().simple());
+        let consumer: StreamConsumer = config
+            .client()
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .create()
+            .map_err(not_accepted)?;
+        consumer
+            .subscribe(&[&self.topics.events])
+            .map_err(not_accepted)?;
+        let domain = self.domain.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    message = consumer.recv() => message,
+                };
+                match message {
+                    Ok(message) => {
+                        match DomainEvent::from_json(message.payload().unwrap_or_default()) {
+                            Ok(event) => {
+                                let _ = domain.send(event);
+                            }
+                            Err(error) => tracing::warn!(%error, "Undecodable domain event."),
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "Domain event consumer error.");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }))
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish_inbound(&self, event: &InboundEvent) -> Result<(), BusError> {
+        self.send(
+            &self.topics.inbound,
+            &event.partition_key(),
+            &event.to_json(),
+        )
+        .await
+    }
+
+    async fn publish_outbound(&self, message: &OutboundMessage) -> Result<(), BusError> {
+        let key = message.conversation_id.to_string();
+        self.send(&self.topics.outbound, &key, &message.to_json())
+            .await
+    }
+
+    async fn publish_domain(&self, events: &[DomainEvent]) -> Result<(), BusError> {
+        let sends = events.iter().map(|event| {
+            let key = event.conversation_id.to_string();
+            let payload = event.to_json();
+            async move { self.send(&self.topics.events, &key, &payload).await }
+        });
+        for result in futures::future::join_all(sends).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    fn subscribe_domain(&self) -> broadcast::Receiver<DomainEvent> {
+        self.domain.subscribe()
+    }
+
+    async fn publish_dead_letter(&self, payload: &str, error: &str) -> Result<(), BusError> {
+        KafkaBus::publish_dead_letter(self, payload, error).await
+    }
+
+    async fn ready(&self) -> bool {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// Position of a record in its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaAck {
+    partition: i32,
+    offset: i64,
+}
+
+/// The core's end of `inbox.inbound`.
+pub struct KafkaInbound {
+    consumer: Arc<StreamConsumer<Rebalancing>>,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaInbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaInbound")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaInbound {
+    /// Reads one record, waiting at most `wait` (forever when `None`).
+    async fn read(&self, wait: Option<Duration>) -> Option<Delivery<KafkaAck>> {
+        loop {
+            let received = match wait {
+                None => self.consumer.recv().await,
+                Some(wait) => match tokio::time::timeout(wait, self.consumer.recv()).await {
+                    Ok(received) => received,
+                    Err(_) => return None,
+                },
+            };
+            match received {
+                Ok(message) => {
+                    let payload = message.payload().unwrap_or_default();
+                    let record = match InboundEvent::from_json(payload) {
+                        Ok(event) => InboundRecord::Event(event),
+                        Err(error) => InboundRecord::Undecodable {
+                            payload: String::from_utf8_lossy(payload).into_owned(),
+                            error: error.to_string(),
+                        },
+                    };
+                    return Some(Delivery {
+                        record,
+                        ack: KafkaAck {
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        },
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Inbound consumer error; retrying.");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if wait.is_some() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Consumer lag per assigned partition (high watermark − position), for `/metrics`.
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        lag(&self.consumer, &self.topic)
+    }
+
+    /// A handle to read the lag from another task.
+    pub fn lag_probe(&self) -> LagProbe {
+        LagProbe {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+        }
+    }
+}
+
+fn lag(consumer: &StreamConsumer<Rebalancing>, topic: &str) -> Vec<(i32, i64)> {
+    let Ok(position) = consumer.position() else {
+        return Vec::new();
+    };
+    position
+        .elements_for_topic(topic)
+        .iter()
+        .filter_map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.partition(), Duration::from_secs(2))
+                .ok()?;
+            let at = match p.offset() {
+                Offset::Offset(at) => at,
+                _ => 0,
+            };
+            Some((p.partition(), (high - at).max(0)))
+        })
+        .collect()
+}
+
+/// Reads a consumer's lag (blocking calls: run it on a blocking thread).
+#[derive(Clone)]
+pub struct LagProbe {
+    consumer: Arc<StreamConsumer<Rebalancing>>,
+    topic: String,
+}
+
+impl std::fmt::Debug for LagProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagProbe")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LagProbe {
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        lag(&self.consumer, &self.topic)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+#[async_trait]
+impl InboundConsumer for KafkaInbound {
+    type Ack = KafkaAck;
+
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        linger: Duration,
+    ) -> Option<Vec<Delivery<KafkaAck>>> {
+        let first = self.read(None).await?;
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read(Some(left.max(Duration::from_micros(1)))).await {
+                Some(delivery) => batch.push(delivery),
+                None => break,
+            }
+        }
+        Some(batch)
+    }
+
+    async fn settle(&mut self, acks: Vec<KafkaAck>, result: Result<(), String>) {
+        let mut first: HashMap<i32, i64> = HashMap::new();
+        let mut last: HashMap<i32, i64> = HashMap::new();
+        for ack in acks {
+            first
+                .entry(ack.partition)
+                .and_modify(|o| *o = (*o).min(ack.offset))
+                .or_insert(ack.offset);
+            last.entry(ack.partition)
+                .and_modify(|o| *o = (*o).max(ack.offset))
+                .or_insert(ack.offset);
+        }
+        match result {
+            Ok(()) => {
+                for (partition, offset) in last {
+                    // Fails only for a partition revoked meanwhile: its new owner replays it.
+                    if let Err(error) = self.consumer.store_offset(&self.topic, partition, offset) {
+                        tracing::debug!(partition, offset, %error, "Offset not stored.");
+                    }
+                }
+            }
+            Err(error) => {
+                // Never skip: read the batch again.
+                tracing::warn!(%error, "Batch not stored; rewinding to read it again.");
+                for (partition, offset) in first {
+                    if let Err(error) = self.consumer.seek(
+                        &self.topic,
+                        partition,
+                        Offset::Offset(offset),
+                        Duration::from_secs(5),
+                    ) {
+                        tracing::warn!(partition, offset, %error, "Seek failed.");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "Commit at close.");
+        }
+        self.consumer.unsubscribe();
+    }
+}
+
+/// The connectors' end of `inbox.outbound`. Deliveries finish out of order, so the stored offset
+/// of a partition only moves past records whose delivery reports are published.
+pub struct KafkaOutbound {
+    consumer: Arc<StreamConsumer<Rebalancing>>,
+    topic: String,
+    tracker: HashMap<i32, PartitionProgress>,
+    bus: Arc<KafkaBus>,
+}
+
+impl std::fmt::Debug for KafkaOutbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOutbound")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Offsets handed out and not yet settled, and the highest settled one.
+#[derive(Debug, Default)]
+struct PartitionProgress {
+    in_flight: BTreeSet<i64>,
+    settled: Option<i64>,
+}
+
+impl PartitionProgress {
+    /// The highest offset below which everything is settled.
+    fn committable(&self) -> Option<i64> {
+        match self.in_flight.first() {
+            Some(first) => self.settled.filter(|s| s < first),
+            None => self.settled,
+        }
+    }
+}
+
+impl KafkaOutbound {
+    fn settle_offset(&mut self, ack: KafkaAck) {
+        let progress = self.tracker.entry(ack.partition).or_default();
+        progress.in_flight.remove(&ack.offset);
+        progress.settled = Some(progress.settled.map_or(ack.offset, |s| s.max(ack.offset)));
+        if let Some(offset) = progress.committable()
+            && let Err(error) = self
+                .consumer
+                .store_offset(&self.topic, ack.partition, offset)
+        {
+            tracing::debug!(partition = ack.partition, offset, %error, "Offset not stored.");
+        }
+    }
+}
+
+#[async_trait]
+impl OutboundConsumer for KafkaOutbound {
+    type Ack = KafkaAck;
+
+    async fn next(&mut self) -> Option<(OutboundMessage, KafkaAck)> {
+        loop {
+            let (decoded, ack) = match self.consumer.recv().await {
+                Ok(message) => {
+                    let payload = message.payload().unwrap_or_default();
+                    (
+                        OutboundMessage::from_json(payload)
+                            .map_err(|e| (String::from_utf8_lossy(payload).into_owned(), e)),
+                        KafkaAck {
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        },
+                    )
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Outbound consumer error; retrying.");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            self.tracker
+                .entry(ack.partition)
+                .or_default()
+                .in_flight
+                .insert(ack.offset);
+            match decoded {
+                Ok(message) => return Some((message, ack)),
+                Err((payload, error)) => {
+                    let error = format!("undecodable outbound message: {error}");
+                    tracing::warn!(%error, "Dead-lettering an outbound record.");
+                    while let Err(e) = self.bus.publish_dead_letter(&payload, &error).await {
+                        tracing::warn!(error = %e, "Dead letter not published; retrying.");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    self.settle_offset(ack);
+                }
+            }
+        }
+    }
+
+    async fn settle(&mut self, ack: KafkaAck) {
+        self.settle_offset(ack);
+    }
+
+    async fn close(&mut self) {
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "Commit at close.");
+        }
+        self.consumer.unsubscribe();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_offsets_advance_only_past_settled_records() {
+        let mut p = PartitionProgress::default();
+        p.in_flight.extend([5, 6, 7]);
+        // 6 finishes first: 5 is still running, nothing may be committed.
+        p.in_flight.remove(&6);
+        p.settled = Some(6);
+        assert_eq!(p.committable(), None);
+        p.in_flight.remove(&5);
+        assert_eq!(p.committable(), Some(6));
+        p.in_flight.remove(&7);
+        p.settled = Some(7);
+        assert_eq!(p.committable(), Some(7));
+    }
+}
