@@ -2,7 +2,7 @@
 //! one [`InboundEvent`], every reply one [`OutboundMessage`], every state change one [`DomainEvent`].
 //!
 //! All payloads are JSON and carry `schema_version`. Decoders accept unknown fields so a newer producer
-//! can add optional data without breaking older consumers; a different major `schema_version` is refused.
+//! can add optional data without breaking older consumers; any other `schema_version` is refused.
 //! Documented for outside producers in `docs/envelope.md`.
 
 use chrono::{DateTime, Utc};

@@ -20,7 +20,8 @@ use crate::model::{
     Actor, Channel, ConversationStatus, Direction, EventKind, Identity, ThreadReason, to_millis,
 };
 use crate::store::{
-    ConversationState, NewContact, NewEvent, NewIdentity, NewMessage, Store, StoreError, StoreTx,
+    ConversationState, KnownExternalId, NewContact, NewEvent, NewIdentity, NewMessage, Store,
+    StoreError, StoreTx,
 };
 use crate::threading::{self, Candidate, Placement, ThreadingPolicy};
 
@@ -356,7 +357,7 @@ impl<'a> Batch<'a> {
         }
         let mut targets: Vec<ConversationId> = known
             .values()
-            .map(|(_, conversation)| *conversation)
+            .filter_map(KnownExternalId::conversation)
             .filter(|id| !conversations.contains_key(id))
             .collect();
         dedup(&mut targets);
@@ -370,16 +371,16 @@ impl<'a> Batch<'a> {
         for (c, contact) in messages.into_iter().zip(contact_of) {
             let m = &c.message;
             let key = (m.channel_id, m.external_id.clone());
-            if let Some((message_id, conversation_id)) = known.get(&key) {
+            if let Some((message_id, conversation_id)) = known.get(&key).and_then(|k| k.inbound) {
                 self.outcomes[c.index] = Some(Outcome::Duplicate {
-                    message_id: *message_id,
-                    conversation_id: *conversation_id,
+                    message_id,
+                    conversation_id,
                 });
                 continue;
             }
             let reply_target = reply_references(m)
                 .find_map(|r| known.get(&(m.channel_id, r.to_owned())))
-                .map(|(_, conversation)| *conversation)
+                .and_then(KnownExternalId::conversation)
                 .filter(|id| conversations.contains_key(id));
             let latest_id = latest.get(&(contact, m.channel_id)).copied();
             let placement = threading::place(
@@ -502,7 +503,7 @@ impl<'a> Batch<'a> {
                     Utc::now(),
                 )
             });
-            known.insert(key, (m.id, conversation_id));
+            known.entry(key).or_default().inbound = Some((m.id, conversation_id));
             self.outcomes[c.index] = Some(Outcome::Stored {
                 message_id: m.id,
                 conversation_id,

@@ -31,6 +31,14 @@ pub enum BenchCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BusKind {
+    /// The in-process bus of `inbox run`.
+    Local,
+    /// Kafka (INBOX_KAFKA_BROKERS), with topics of its own for the run.
+    Kafka,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
     Sqlite,
     Postgres,
@@ -44,6 +52,9 @@ pub struct IngestArgs {
     /// Backend; postgres uses the server of INBOX_DATABASE_URL and a throwaway database on it.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
+    /// Bus between publishers and the core.
+    #[arg(long, value_enum, default_value_t = BusKind::Local)]
+    bus: BusKind,
     /// Concurrent publishers (like concurrent webhook requests).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -63,8 +74,8 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
         StoreKind::Postgres => 4,
     });
     println!(
-        "bench ingest: {} messages from {} customers, {} publishers, {} partitions, store {:?}",
-        args.messages, customers, args.concurrency, partitions, args.store
+        "bench ingest: {} messages from {} customers, bus {:?}, {} publishers, {} partitions, store {:?}",
+        args.messages, customers, args.bus, args.concurrency, partitions, args.store
     );
 
     let funnel_target = BenchStore::create(config, args.store, "funnel").await?;
@@ -88,13 +99,24 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
             .count()
     );
 
-    let funnel = run_funnel(
-        &funnel_target.store,
-        &workload,
-        args.concurrency,
-        partitions,
-    )
-    .await?;
+    let mut consume_rate = None;
+    let funnel = match args.bus {
+        BusKind::Local => {
+            run_funnel(
+                &funnel_target.store,
+                &workload,
+                args.concurrency,
+                partitions,
+            )
+            .await?
+        }
+        BusKind::Kafka => {
+            let kafka = kafka_bench_config(config)?;
+            let result = kafka_bench::run(&kafka, &funnel_target.store, &workload).await?;
+            consume_rate = Some(kafka_bench::raw_consume(&kafka, workload.len()).await?);
+            result
+        }
+    };
     let stored = funnel_target.store.message_total().await?;
     anyhow::ensure!(
         stored as usize == workload.len(),
@@ -128,7 +150,30 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
         "  ratio:      {:>10.1} %  of the raw batched insert",
         100.0 * funnel_rate / raw_rate
     );
+    if let Some(consume_rate) = consume_rate {
+        println!("  raw consume:{consume_rate:>10.0} msg/s   (the same records, rdkafka only)");
+        println!(
+            "  ratio:      {:>10.1} %  of the raw consume",
+            100.0 * funnel_rate / consume_rate
+        );
+    }
     Ok(())
+}
+
+/// The configured Kafka with topics and groups of this run only.
+fn kafka_bench_config(config: &Config) -> anyhow::Result<inbox_core::bus::kafka::KafkaConfig> {
+    let mut kafka = config
+        .kafka
+        .clone()
+        .context("--bus kafka needs INBOX_KAFKA_BROKERS")?;
+    let run = format!("bench-{}", std::process::id());
+    kafka.topics.inbound = format!("{run}.inbound");
+    kafka.topics.outbound = format!("{run}.outbound");
+    kafka.topics.events = format!("{run}.events");
+    kafka.topics.dead_letter = format!("{run}.dead-letter");
+    kafka.core_group = format!("{run}-core");
+    kafka.connectors_group = format!("{run}-connectors");
+    Ok(kafka)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -281,6 +326,98 @@ fn workload(channel_id: ChannelId, messages: usize, customers: usize) -> Vec<Inb
         .collect()
 }
 
+/// Kafka end to end: producer (acks=all) → topic → the core's consumer → funnel → store.
+mod kafka_bench {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    use inbox_core::bus::kafka::{KafkaBus, KafkaConfig};
+    use inbox_core::bus::{Bus, InboundConsumer};
+    use inbox_core::envelope::{InboundEvent, InboundMessage};
+    use inbox_core::ids::MessageId;
+    use inbox_core::ingest::{InboundRecord, IngestSettings, ingest};
+    use inbox_core::store::Store;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+
+    use super::FunnelResult;
+
+    pub async fn run(
+        kafka: &KafkaConfig,
+        store: &Store,
+        workload: &[InboundMessage],
+    ) -> anyhow::Result<FunnelResult> {
+        kafka.ensure_topics().await?;
+        let bus = KafkaBus::new(kafka)?;
+        let mut consumer = kafka.inbound_consumer()?;
+        let total = workload.len();
+        // The core: the worker's loop, timing each message when its batch is committed.
+        let core_store = store.clone();
+        let core = tokio::spawn(async move {
+            let mut stored_at: HashMap<MessageId, Instant> = HashMap::with_capacity(total);
+            while stored_at.len() < total {
+                let Some(batch) = consumer.next_batch(1000, Duration::from_millis(5)).await else {
+                    break;
+                };
+                let (records, acks): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|d| (d.record, d.ack)).unzip();
+                ingest(&core_store, &records, &IngestSettings::default()).await?;
+                let now = Instant::now();
+                consumer.settle(acks, Ok(())).await;
+                for record in &records {
+                    if let InboundRecord::Event(InboundEvent::Message(m)) = record {
+                        stored_at.insert(m.id, now);
+                    }
+                }
+            }
+            consumer.close().await;
+            Ok::<_, anyhow::Error>(stored_at)
+        });
+        let started = Instant::now();
+        let mut published_at = HashMap::with_capacity(total);
+        for chunk in workload.chunks(2000) {
+            let sends = chunk.iter().map(|m| {
+                let event = InboundEvent::Message(m.clone());
+                let bus = &bus;
+                async move {
+                    let at = Instant::now();
+                    bus.publish_inbound(&event).await.map(|()| (m.id, at))
+                }
+            });
+            for result in futures::future::join_all(sends).await {
+                let (id, at) = result?;
+                published_at.insert(id, at);
+            }
+        }
+        let stored_at = tokio::time::timeout(Duration::from_secs(600), core).await???;
+        let elapsed = started.elapsed();
+        let mut latencies: Vec<Duration> = published_at
+            .iter()
+            .filter_map(|(id, sent)| stored_at.get(id).map(|done| done.duration_since(*sent)))
+            .collect();
+        latencies.sort_unstable();
+        Ok(FunnelResult::from_sorted(elapsed, &latencies))
+    }
+
+    /// Reads the run's inbound records again with a bare consumer: the ceiling of the consume side.
+    pub async fn raw_consume(kafka: &KafkaConfig, total: usize) -> anyhow::Result<f64> {
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", format!("{}-raw", kafka.core_group))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        consumer.subscribe(&[&kafka.topics.inbound])?;
+        let started = Instant::now();
+        let mut read = 0;
+        while read < total {
+            let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+            std::hint::black_box(rdkafka::Message::payload(&message));
+            read += 1;
+        }
+        Ok(total as f64 / started.elapsed().as_secs_f64())
+    }
+}
+
 struct FunnelResult {
     elapsed: Duration,
     p50: Duration,
@@ -344,17 +481,23 @@ async fn run_funnel(
         let _ = worker.await;
     }
     latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    Ok(FunnelResult {
-        elapsed,
-        p50: pick(0.50),
-        p99: pick(0.99),
-    })
+    Ok(FunnelResult::from_sorted(elapsed, &latencies))
+}
+
+impl FunnelResult {
+    fn from_sorted(elapsed: Duration, latencies: &[Duration]) -> Self {
+        let pick = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        FunnelResult {
+            elapsed,
+            p50: pick(0.50),
+            p99: pick(0.99),
+        }
+    }
 }
 
 /// The rows the funnel writes (contacts, identities, conversations, messages, log events), inserted with the same

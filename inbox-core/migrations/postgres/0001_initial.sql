@@ -102,7 +102,9 @@ CREATE TABLE messages (
     delivery_error    TEXT,
     delivery_attempts BIGINT NOT NULL DEFAULT 0,
     delivered_at      BIGINT,
-    UNIQUE (channel_id, external_id)
+    -- An agent reply gets the provider's id once delivered; it must not block a customer message
+    -- that happens to use the same id, so uniqueness is per direction.
+    UNIQUE (channel_id, external_id, direction)
 );
 CREATE INDEX messages_history ON messages (conversation_id, sent_at, ingest_seq);
 

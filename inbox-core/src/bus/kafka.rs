@@ -564,18 +564,29 @@ impl std::fmt::Debug for KafkaOutbound {
     }
 }
 
-/// Offsets handed out and not yet settled, and the highest settled one.
+/// Offsets handed out and not yet settled, and the lowest and highest settled ones.
 #[derive(Debug, Default)]
 struct PartitionProgress {
     in_flight: BTreeSet<i64>,
+    lowest_settled: Option<i64>,
     settled: Option<i64>,
 }
 
 impl PartitionProgress {
-    /// The highest offset below which everything is settled.
+    fn settle(&mut self, offset: i64) {
+        self.in_flight.remove(&offset);
+        self.lowest_settled = Some(self.lowest_settled.map_or(offset, |s| s.min(offset)));
+        self.settled = Some(self.settled.map_or(offset, |s| s.max(offset)));
+    }
+
+    /// The highest offset up to which everything is settled. Records are handed out in offset
+    /// order, so once any record before the first one still in flight was settled, all were.
     fn committable(&self) -> Option<i64> {
         match self.in_flight.first() {
-            Some(first) => self.settled.filter(|s| s < first),
+            Some(&first) => self
+                .lowest_settled
+                .filter(|&low| low < first)
+                .map(|_| first - 1),
             None => self.settled,
         }
     }
@@ -584,8 +595,7 @@ impl PartitionProgress {
 impl KafkaOutbound {
     fn settle_offset(&mut self, ack: KafkaAck) {
         let progress = self.tracker.entry(ack.partition).or_default();
-        progress.in_flight.remove(&ack.offset);
-        progress.settled = Some(progress.settled.map_or(ack.offset, |s| s.max(ack.offset)));
+        progress.settle(ack.offset);
         if let Some(offset) = progress.committable()
             && let Err(error) = self
                 .consumer
@@ -661,13 +671,27 @@ mod tests {
         let mut p = PartitionProgress::default();
         p.in_flight.extend([5, 6, 7]);
         // 6 finishes first: 5 is still running, nothing may be committed.
-        p.in_flight.remove(&6);
-        p.settled = Some(6);
+        p.settle(6);
         assert_eq!(p.committable(), None);
-        p.in_flight.remove(&5);
+        p.settle(5);
         assert_eq!(p.committable(), Some(6));
-        p.in_flight.remove(&7);
-        p.settled = Some(7);
+        p.settle(7);
         assert_eq!(p.committable(), Some(7));
+    }
+
+    #[test]
+    fn outbound_offsets_advance_up_to_the_first_record_in_flight() {
+        let mut p = PartitionProgress::default();
+        p.in_flight.extend([1, 2, 3]);
+        p.settle(3);
+        assert_eq!(p.committable(), None);
+        // 1 is done and 2 is not: the position moves to 2, not past it.
+        p.settle(1);
+        assert_eq!(p.committable(), Some(1));
+        p.in_flight.insert(4);
+        p.settle(2);
+        assert_eq!(p.committable(), Some(3));
+        p.settle(4);
+        assert_eq!(p.committable(), Some(4));
     }
 }

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use queries::{
-    ConversationFilter, ConversationPage, ConversationPatch, ConversationState, MessagePage,
-    NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,
+    ConversationFilter, ConversationPage, ConversationPatch, ConversationState, KnownExternalId,
+    MessagePage, NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,
 };
 
 /// Where the data lives.

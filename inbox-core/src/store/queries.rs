@@ -333,6 +333,22 @@ pub struct ConversationPatch {
     pub snoozed_until: Option<DateTime<Utc>>,
 }
 
+/// The messages stored under one (channel, external id): at most one per direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KnownExternalId {
+    /// The customer's message with this id: a second one is a duplicate.
+    pub inbound: Option<(MessageId, ConversationId)>,
+    /// Our delivered reply the channel gave this id: a customer may answer it.
+    pub outbound: Option<(MessageId, ConversationId)>,
+}
+
+impl KnownExternalId {
+    /// The conversation a reply referencing this id belongs to.
+    pub fn conversation(&self) -> Option<ConversationId> {
+        self.inbound.or(self.outbound).map(|(_, c)| c)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEntry {
     pub message_id: MessageId,
@@ -867,29 +883,36 @@ impl StoreTx {
         rows.into_iter().map(Channel::try_from).collect()
     }
 
-    /// Stored messages among `keys` (channel, external id) → (message, conversation).
+    /// Stored messages among `keys` (channel, external id), by direction.
     pub async fn messages_by_external_ids(
         &mut self,
         keys: &[(ChannelId, String)],
-    ) -> StoreResult<HashMap<(ChannelId, String), (MessageId, ConversationId)>> {
-        let mut found = HashMap::new();
+    ) -> StoreResult<HashMap<(ChannelId, String), KnownExternalId>> {
+        let mut found: HashMap<(ChannelId, String), KnownExternalId> = HashMap::new();
         for chunk in keys.chunks(CHUNK) {
             let rows = on_tx!(self, conn, Db => {
                 // A join against VALUES lets SQLite search the unique index per key; a row-value
                 // IN list with several rows makes it scan the table.
-                let mut qb = QueryBuilder::<Db>::new("SELECT m.channel_id, m.external_id, m.id, m.conversation_id FROM (");
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT m.channel_id, m.external_id, m.direction, m.id, m.conversation_id FROM (",
+                );
                 qb.push_values(chunk, |mut row, (channel, external)| {
                     row.push_bind(*channel).push_bind(external.clone());
                 });
                 qb.push(
                     ") AS k JOIN messages m ON m.channel_id = k.column1 AND m.external_id = k.column2",
                 );
-                qb.build_query_as::<(ChannelId, String, MessageId, ConversationId)>()
+                qb.build_query_as::<(ChannelId, String, String, MessageId, ConversationId)>()
                     .fetch_all(&mut *conn)
                     .await
             })?;
-            for (channel, external, message, conversation) in rows {
-                found.insert((channel, external), (message, conversation));
+            for (channel, external, direction, message, conversation) in rows {
+                let known = found.entry((channel, external)).or_default();
+                if direction == Direction::Inbound.as_str() {
+                    known.inbound = Some((message, conversation));
+                } else {
+                    known.outbound = Some((message, conversation));
+                }
             }
         }
         Ok(found)
@@ -1091,7 +1114,7 @@ impl StoreTx {
                         .push_bind(m.received_at)
                         .push_bind(m.delivery_status.map(DeliveryStatus::as_str));
                 });
-                qb.push(" ON CONFLICT (channel_id, external_id) DO NOTHING");
+                qb.push(" ON CONFLICT (channel_id, external_id, direction) DO NOTHING");
                 qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
             })?;
             inserted += done;
@@ -1169,7 +1192,8 @@ impl StoreTx {
         Ok(
             on_tx!(self, conn, Db => sqlx::query_scalar::<Db, MessageId>(
             "SELECT o.id FROM messages m
-             JOIN messages o ON o.channel_id = m.channel_id AND o.external_id = $1 AND o.id <> m.id
+             JOIN messages o ON o.channel_id = m.channel_id AND o.external_id = $1
+                 AND o.direction = m.direction AND o.id <> m.id
              WHERE m.id = $2",
         )
         .bind(external_id)
