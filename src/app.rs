@@ -249,6 +249,7 @@ impl Application {
         };
         let app = app
             .merge(extra_routes.unwrap_or_default())
+            .layer(axum::middleware::from_fn(crate::http_errors::json_errors))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
         let addr = listener.local_addr()?;

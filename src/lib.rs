@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod http_errors;
 pub mod ops;
 
 pub use app::Application;

@@ -4,6 +4,7 @@ mod bench;
 mod channel;
 mod connectors;
 mod core;
+mod dead_letter;
 mod migrate;
 mod run;
 mod user;
@@ -47,6 +48,9 @@ enum Command {
     /// Manage channels.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
+    /// Inspect inputs that could not be stored.
+    #[command(subcommand)]
+    DeadLetter(dead_letter::DeadLetterCommand),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -66,6 +70,7 @@ impl Cli {
             Command::Migrate => migrate::execute(&config).await,
             Command::User(command) => user::execute(&config, command).await,
             Command::Channel(command) => channel::execute(&config, command).await,
+            Command::DeadLetter(command) => dead_letter::execute(&config, command).await,
             Command::Bench(command) => bench::execute(&config, command).await,
         }
     }

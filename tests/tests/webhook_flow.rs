@@ -235,6 +235,27 @@ async fn malformed_bodies_name_the_field(backend: Backend) {
         .post_webhook_raw(&channel_id, Some(&signature), big)
         .await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Framework refusals speak the same JSON as the API's own errors.
+    let refusal: Value = response.json().await.expect("a JSON refusal");
+    assert_eq!(refusal["error"], "too_large");
+    let response = app
+        .client
+        .get(format!("{}/no/such/route", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let refusal: Value = response.json().await.expect("a JSON refusal");
+    assert_eq!(refusal["error"], "not_found");
+    let response = app
+        .client
+        .get(format!("{}/hooks/{channel_id}", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let refusal: Value = response.json().await.expect("a JSON refusal");
+    assert_eq!(refusal["error"], "method_not_allowed");
 
     assert_eq!(app.message_total().await, 0);
     assert!(app.conversations().await.is_empty());
