@@ -130,7 +130,9 @@ impl KafkaConfig {
         let results = admin
             .create_topics(
                 &new,
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+                &AdminOptions::new()
+                    .request_timeout(Some(Duration::from_secs(30)))
+                    .operation_timeout(Some(Duration::from_secs(30))),
             )
             .await
             .map_err(not_accepted)?;
