@@ -30,7 +30,7 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Inbound partitions of the in-process bus, each with its own core worker; one customer's
     /// messages always go to the same partition, so they stay in order. Default: 1 on SQLite
-    /// (it has one writer at a time), 4 on PostgreSQL.
+    /// (it has one writer at a time), the number of CPUs on PostgreSQL.
     pub ingest_partitions: Option<usize>,
     /// Base URL under which users reach this server, used in printed webhook URLs.
     pub public_url: Option<String>,
@@ -139,7 +139,11 @@ impl Config {
     /// Core workers of the in-process bus.
     pub fn partitions(&self) -> usize {
         self.ingest_partitions
-            .unwrap_or(if self.database_url.is_some() { 4 } else { 1 })
+            .unwrap_or(if self.database_url.is_some() {
+                cpus()
+            } else {
+                1
+            })
             .max(1)
     }
 
@@ -161,6 +165,11 @@ impl Config {
             .trim_end_matches('/')
             .to_owned()
     }
+}
+
+/// CPUs available to this process: more concurrent transactions than that only add contention.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 #[cfg(test)]

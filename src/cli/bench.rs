@@ -61,7 +61,7 @@ pub struct IngestArgs {
     /// Distinct customers the messages come from.
     #[arg(long)]
     customers: Option<usize>,
-    /// Inbound partitions (core workers); default: 1 on SQLite, 4 on PostgreSQL.
+    /// Inbound partitions (core workers); default: 1 on SQLite, the number of CPUs on PostgreSQL.
     #[arg(long)]
     partitions: Option<usize>,
 }
@@ -71,7 +71,7 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
     let customers = args.customers.unwrap_or((args.messages / 5).max(1));
     let partitions = args.partitions.unwrap_or(match args.store {
         StoreKind::Sqlite => 1,
-        StoreKind::Postgres => 4,
+        StoreKind::Postgres => crate::config::cpus(),
     });
     println!(
         "bench ingest: {} messages from {} customers, bus {:?}, {} publishers, {} partitions, store {:?}",
