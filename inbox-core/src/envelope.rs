@@ -17,29 +17,44 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("invalid JSON at `{path}`: {message}")]
+    #[error("invalid envelope at `{path}`: {message}")]
     Json { path: String, message: String },
     #[error("unsupported schema_version {found} (this build reads {SCHEMA_VERSION})")]
     SchemaVersion { found: u32 },
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
-    #[derive(Deserialize)]
-    struct Versioned {
-        schema_version: u32,
+    let value = versioned(bytes)?;
+    decode_value(value)
+}
+
+/// Parses the JSON and checks `schema_version`.
+fn versioned(bytes: &[u8]) -> Result<serde_json::Value, EnvelopeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Json {
+            path: String::new(),
+            message: format!("not JSON: {e}"),
+        })?;
+    match value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(found) if found == u64::from(SCHEMA_VERSION) => Ok(value),
+        Some(found) => Err(EnvelopeError::SchemaVersion {
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+        }),
+        None => Err(EnvelopeError::Json {
+            path: "schema_version".into(),
+            message: "missing or not a number".into(),
+        }),
     }
-    let versioned: Versioned = serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Json {
-        path: "schema_version".into(),
-        message: e.to_string(),
-    })?;
-    if versioned.schema_version != SCHEMA_VERSION {
-        return Err(EnvelopeError::SchemaVersion {
-            found: versioned.schema_version,
-        });
-    }
-    // The dotted path of the failing field makes a dead letter readable for operators.
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| EnvelopeError::Json {
+}
+
+/// The dotted path of the failing field makes a dead letter readable for operators.
+fn decode_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, EnvelopeError> {
+    serde_path_to_error::deserialize(value).map_err(|e| EnvelopeError::Json {
         path: e.path().to_string(),
         message: e.inner().to_string(),
     })
@@ -111,7 +126,20 @@ impl InboundEvent {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        decode::<InboundEnvelope>(bytes).map(|e| e.event)
+        // Dispatch on `type` by hand: serde's internally tagged enums lose the field path.
+        let value = versioned(bytes)?;
+        match value.get("type").and_then(serde_json::Value::as_str) {
+            Some("message") => decode_value(value).map(InboundEvent::Message),
+            Some("delivery") => decode_value(value).map(InboundEvent::Delivery),
+            Some(other) => Err(EnvelopeError::Json {
+                path: "type".into(),
+                message: format!("unknown type `{other}`, expected `message` or `delivery`"),
+            }),
+            None => Err(EnvelopeError::Json {
+                path: "type".into(),
+                message: "missing".into(),
+            }),
+        }
     }
 
     /// The channel the event belongs to.
@@ -441,6 +469,13 @@ mod tests {
         value["added_later"] = "x".into();
         assert!(InboundEvent::from_json(&serde_json::to_vec(&value).unwrap()).is_ok());
         assert!(InboundEvent::from_json(b"not json").is_err());
-        assert!(InboundEvent::from_json(br#"{"schema_version":1,"type":"message"}"#).is_err());
+        let missing = InboundEvent::from_json(br#"{"schema_version":1,"type":"message"}"#);
+        assert!(missing.unwrap_err().to_string().contains("missing field"));
+        value["from"]["handle"] = 42.into();
+        let err = InboundEvent::from_json(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("`from.handle`"), "{err}");
+        value["type"] = "poll".into();
+        let err = InboundEvent::from_json(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("`type`"), "{err}");
     }
 }
