@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::ids::MessageId;
-use crate::store::Store;
+use crate::store::{RelayLease, Store};
 
 /// Replies taken per poll.
 const BATCH: u32 = 100;
@@ -29,8 +29,31 @@ pub struct OutboxRelay {
 impl OutboxRelay {
     pub async fn run(self, shutdown: CancellationToken) {
         let in_flight: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+        // With several core instances only one relays at a time, so no reply is published twice
+        // by two relays racing for the same row.
+        let mut lease: Option<RelayLease> = None;
         loop {
-            match self.store.pending_outbox(BATCH).await {
+            if let Some(held) = &mut lease
+                && !held.still_held().await
+            {
+                tracing::warn!("Lost the outbox relay lease.");
+                lease = None;
+            }
+            if lease.is_none() {
+                match self.store.try_relay_lease().await {
+                    Ok(Some(acquired)) => {
+                        tracing::info!("This instance relays the outbox.");
+                        lease = Some(acquired);
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "Outbox relay lease not acquired."),
+                }
+            }
+            let entries = match lease {
+                Some(_) => self.store.pending_outbox(BATCH).await,
+                None => Ok(Vec::new()),
+            };
+            match entries {
                 Ok(entries) => {
                     for entry in entries {
                         let fresh = in_flight

@@ -1406,6 +1406,28 @@ contract!(delivery_reports, |store| async move {
     assert_eq!(letter.channel_id, Some(channel.id.to_string()));
 });
 
+contract!(relay_lease, |store| async move {
+    // One outbox relay at a time across processes: PostgreSQL hands the lease to one holder until
+    // it is dropped; SQLite has a single process and always grants it.
+    let mut first = store.try_relay_lease().await.unwrap().expect("free lease");
+    assert!(first.still_held().await);
+    let second = store.try_relay_lease().await.unwrap();
+    match store.backend() {
+        "postgres" => assert!(second.is_none(), "a second relay got the lease"),
+        _ => assert!(second.is_some()),
+    }
+    drop(first);
+    let mut taken_over = None;
+    for _ in 0..100 {
+        taken_over = store.try_relay_lease().await.unwrap();
+        if taken_over.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(taken_over.is_some(), "the lease was not released");
+});
+
 contract!(cursors, |store| async move {
     let channel = webhook_channel(&store).await;
     let other = webhook_channel(&store).await;

@@ -179,6 +179,58 @@ impl Store {
     }
 }
 
+/// The right to relay the outbox: a session advisory lock on PostgreSQL, held as long as its
+/// connection lives; SQLite has one process by construction.
+#[derive(Debug)]
+pub struct RelayLease {
+    connection: Option<sqlx::pool::PoolConnection<Postgres>>,
+}
+
+/// Advisory lock key of the outbox relay ("inbox:relay").
+const RELAY_LOCK: i64 = 0x696e_626f_783a_7265;
+
+impl Store {
+    /// Takes the relay lease if no other process holds it.
+    pub async fn try_relay_lease(&self) -> StoreResult<Option<RelayLease>> {
+        match self {
+            Store::Sqlite(_) => Ok(Some(RelayLease { connection: None })),
+            Store::Postgres(pool) => {
+                let mut connection = pool.acquire().await?;
+                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(RELAY_LOCK)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                // Not locked: the connection goes back to the pool without the lock.
+                Ok(locked.then_some(RelayLease {
+                    connection: Some(connection),
+                }))
+            }
+        }
+    }
+}
+
+impl RelayLease {
+    /// False once the lease's connection is gone (and with it the lock).
+    pub async fn still_held(&mut self) -> bool {
+        match &mut self.connection {
+            None => true,
+            Some(connection) => sqlx::query("SELECT 1")
+                .execute(&mut **connection)
+                .await
+                .is_ok(),
+        }
+    }
+}
+
+impl Drop for RelayLease {
+    fn drop(&mut self) {
+        // Closing the connection releases the session lock; returning it to the pool would not.
+        if let Some(connection) = self.connection.take() {
+            drop(connection.detach());
+        }
+    }
+}
+
 impl StoreTx {
     pub async fn commit(self) -> StoreResult<()> {
         match self {
