@@ -4,6 +4,7 @@
 //! Connectors never touch the Store: they see channels through [`ChannelDirectory`] and talk to the
 //! core only through the Bus.
 
+pub mod email;
 pub mod runner;
 pub mod webhook;
 

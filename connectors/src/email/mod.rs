@@ -1,0 +1,3 @@
+//! The email channel. Parsing comes first; the IMAP source and SMTP sink follow.
+
+pub mod parse;
