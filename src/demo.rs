@@ -146,6 +146,7 @@ async fn seed_conversations(store: &Store, channel: &Channel) -> anyhow::Result<
                 },
                 attachments: Vec::new(),
                 raw: None,
+                automated: None,
             }))
         })
         .collect();

@@ -340,6 +340,7 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
         },
         attachments,
         raw: None,
+        automated: None,
     })
 }
 

@@ -184,6 +184,22 @@ pub struct InboundMessage {
     /// Where the raw source (the .eml, the JSON update) is kept so it can be re-parsed.
     #[serde(default)]
     pub raw: Option<BlobRef>,
+    /// Sent by a machine: joins a conversation the rules find, never opens one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automated: Option<Automated>,
+}
+
+/// Mail a machine sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Automated {
+    /// An auto-reply (out of office, ticket acknowledgement).
+    AutoReply,
+    /// A delivery failure notice; `original` is the external id of the message that bounced.
+    Bounce {
+        #[serde(default)]
+        original: Option<String>,
+    },
 }
 
 /// What a channel tells us about where a message belongs.
@@ -395,6 +411,7 @@ mod tests {
                 blob: BlobRef("blobs/a.png".into()),
             }],
             raw: Some(BlobRef("raw/1.json".into())),
+            automated: None,
         }
     }
 

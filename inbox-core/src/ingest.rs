@@ -12,7 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::envelope::{
-    ChannelKind, DeliveryReport, DomainEvent, DomainEventKind, InboundEvent, InboundMessage,
+    Automated, ChannelKind, DeliveryReport, DeliveryStatus, DomainEvent, DomainEventKind,
+    InboundEvent, InboundMessage,
 };
 use crate::identity::{EmailAddress, channel_identity, email_identity};
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
@@ -23,7 +24,7 @@ use crate::store::{
     ConversationState, KnownExternalId, NewContact, NewEvent, NewIdentity, NewMessage, Store,
     StoreError, StoreTx,
 };
-use crate::threading::{self, Candidate, Placement, ThreadingPolicy};
+use crate::threading::{self, Candidate, Candidates, Placement, ThreadingPolicy};
 
 /// Longest accepted external id, handle and text; beyond them a record is dead-lettered.
 const MAX_EXTERNAL_ID: usize = 1_000;
@@ -117,6 +118,10 @@ struct ValidMessage {
     identity: Identity,
     verified_email: Option<EmailAddress>,
     sent_at: i64,
+    /// Email: the conversation named by a reply token in a recipient or a referenced Message-ID.
+    token: Option<ConversationId>,
+    /// Email: the normalized subject.
+    subject_key: Option<String>,
 }
 
 struct Batch<'a> {
@@ -298,6 +303,12 @@ impl<'a> Batch<'a> {
             for reference in reply_references(m) {
                 external_keys.push((m.channel_id, reference.to_owned()));
             }
+            if let Some(Automated::Bounce {
+                original: Some(original),
+            }) = &m.automated
+            {
+                external_keys.push((m.channel_id, original.clone()));
+            }
         }
         dedup(&mut external_keys);
         let mut known = tx.messages_by_external_ids(&external_keys).await?;
@@ -355,15 +366,32 @@ impl<'a> Batch<'a> {
             latest.insert((state.contact_id, state.channel_id), state.id);
             conversations.insert(state.id, state);
         }
+        let mut subjects: HashMap<(ContactId, ChannelId, String), ConversationId> = HashMap::new();
+        let mut subject_keys: Vec<(ContactId, ChannelId, String)> = messages
+            .iter()
+            .zip(&contact_of)
+            .filter_map(|(c, contact)| {
+                Some((*contact, c.message.channel_id, c.subject_key.clone()?))
+            })
+            .collect();
+        dedup(&mut subject_keys);
+        for state in tx.subject_conversations(&subject_keys).await? {
+            if let Some(key) = &state.subject_key {
+                subjects.insert((state.contact_id, state.channel_id, key.clone()), state.id);
+            }
+            conversations.insert(state.id, state);
+        }
         let mut targets: Vec<ConversationId> = known
             .values()
             .filter_map(KnownExternalId::conversation)
+            .chain(messages.iter().filter_map(|c| c.token))
             .filter(|id| !conversations.contains_key(id))
             .collect();
         dedup(&mut targets);
         for state in tx.conversations_by_ids(&targets).await? {
             conversations.insert(state.id, state);
         }
+        let mut bounced = Vec::new();
 
         let mut touched: Vec<ConversationId> = Vec::new();
         let mut rows = Vec::with_capacity(messages.len());
@@ -383,17 +411,48 @@ impl<'a> Batch<'a> {
                 .and_then(KnownExternalId::conversation)
                 .filter(|id| conversations.contains_key(id));
             let latest_id = latest.get(&(contact, m.channel_id)).copied();
+            // A token only counts for a conversation of this channel.
+            let token_id = c.token.filter(|id| {
+                conversations
+                    .get(id)
+                    .is_some_and(|s| s.channel_id == m.channel_id)
+            });
+            let subject_id = c
+                .subject_key
+                .as_ref()
+                .and_then(|key| subjects.get(&(contact, m.channel_id, key.clone())))
+                .copied();
             let placement = threading::place(
                 c.kind,
-                reply_target.and_then(|id| conversations.get(&id)),
-                latest_id.and_then(|id| conversations.get(&id)),
+                Candidates {
+                    reply_target: reply_target.and_then(|id| conversations.get(&id)),
+                    token: token_id.and_then(|id| conversations.get(&id)),
+                    subject: subject_id.and_then(|id| conversations.get(&id)),
+                    latest: latest_id.and_then(|id| conversations.get(&id)),
+                },
                 &self.settings.threading,
                 c.sent_at,
             );
+            if let Some(Automated::Bounce {
+                original: Some(original),
+            }) = &m.automated
+                && let Some((bounced_id, bounced_conversation)) = known
+                    .get(&(m.channel_id, original.clone()))
+                    .and_then(|k| k.outbound)
+            {
+                bounced.push((
+                    bounced_id,
+                    bounced_conversation,
+                    m.channel_id,
+                    bounce_reason(m),
+                ));
+            }
             let (conversation_id, reason) = match placement {
                 Placement::Existing { reason, candidate } => {
                     let id = match candidate {
                         Candidate::ReplyTarget => reply_target,
+                        Candidate::Token => token_id,
+                        Candidate::Subject => subject_id,
                         Candidate::Latest => latest_id,
                     };
                     match id {
@@ -403,6 +462,18 @@ impl<'a> Batch<'a> {
                 }
                 Placement::New => (ConversationId::new(), ThreadReason::NewConversation),
             };
+            // Machines never open conversations; what no rule placed is kept as a dead letter.
+            if m.automated.is_some() && reason == ThreadReason::NewConversation {
+                let error =
+                    "automated: an auto-reply or bounce that belongs to no conversation".to_owned();
+                self.dead_letter(
+                    c.index,
+                    Some(m.channel_id),
+                    payload_of(&self.records[c.index]),
+                    error,
+                );
+                continue;
+            }
             let actor = Actor::Contact(contact);
             let conversation = conversations.entry(conversation_id).or_insert_with(|| {
                 events.push(NewEvent {
@@ -423,6 +494,9 @@ impl<'a> Batch<'a> {
                     )
                 });
                 latest.insert((contact, m.channel_id), conversation_id);
+                if let Some(key) = &c.subject_key {
+                    subjects.insert((contact, m.channel_id, key.clone()), conversation_id);
+                }
                 ConversationState {
                     id: conversation_id,
                     channel_id: m.channel_id,
@@ -440,6 +514,7 @@ impl<'a> Batch<'a> {
                     waiting_since: None,
                     snoozed_until: None,
                     resolved_at: None,
+                    subject_key: c.subject_key.clone(),
                 }
             });
             // A customer writing makes the conversation need attention again.
@@ -542,6 +617,21 @@ impl<'a> Batch<'a> {
         tx.upsert_conversations(&touched_states).await?;
         tx.insert_messages(&rows).await?;
         tx.insert_events(&events).await?;
+        for (message_id, conversation_id, channel_id, error) in bounced {
+            let report = DeliveryReport {
+                message_id,
+                conversation_id,
+                channel_id,
+                status: DeliveryStatus::Failed,
+                external_id: None,
+                error: Some(error),
+                attempts: 1,
+                at: Utc::now(),
+            };
+            if tx.apply_delivery(&report).await? {
+                domain_events.push(delivery_event(&report));
+            }
+        }
         Ok(())
     }
 }
@@ -555,6 +645,18 @@ fn delivery_event(report: &DeliveryReport) -> DomainEvent {
             Utc::now(),
         )
     }
+}
+
+/// What a bounce says went wrong: its first non-empty line.
+fn bounce_reason(m: &InboundMessage) -> String {
+    let line = m
+        .body
+        .text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no reason given");
+    format!("bounced: {}", line.chars().take(300).collect::<String>())
 }
 
 /// External ids a message refers to, most specific first.
@@ -627,6 +729,23 @@ fn validate(
         identity: channel_identity(channel.kind, channel.id, handle),
         verified_email,
         sent_at: effective_sent_at(m.sent_at, m.received_at, settings.max_clock_skew),
+        token: (channel.kind == ChannelKind::Email)
+            .then(|| {
+                m.to.iter()
+                    .map(|p| p.handle.as_str())
+                    .chain(reply_references(m))
+                    .find_map(threading::find_reply_token)
+            })
+            .flatten(),
+        subject_key: (channel.kind == ChannelKind::Email)
+            .then(|| {
+                m.thread
+                    .subject
+                    .as_deref()
+                    .map(threading::normalize_subject)
+            })
+            .flatten()
+            .filter(|key| !key.is_empty()),
     })
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::envelope::ChannelKind;
+use crate::ids::ConversationId;
 use crate::model::{ConversationStatus, ThreadReason};
 use crate::store::ConversationState;
 
@@ -42,42 +43,114 @@ pub enum Placement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Candidate {
     ReplyTarget,
+    Token,
+    Subject,
     Latest,
 }
 
-/// Decides the conversation of an inbound message.
-///
-/// - `reply_target`: the conversation of a stored message the new one references (rule 1);
-/// - `latest`: the contact's most recently opened conversation on the channel (rule 4);
-/// - `at_ms`: the message's time.
+/// The conversations the rules may pick from, looked up beforehand.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Candidates<'a> {
+    /// Rule 1: the conversation of a stored message the new one references.
+    pub reply_target: Option<&'a ConversationState>,
+    /// Rule 2: the conversation named by a reply token.
+    pub token: Option<&'a ConversationState>,
+    /// Rule 3: the contact's latest conversation on the channel with the same normalized subject.
+    pub subject: Option<&'a ConversationState>,
+    /// Rule 4: the contact's most recently opened conversation on the channel.
+    pub latest: Option<&'a ConversationState>,
+}
+
+fn resolved_within(c: &ConversationState, window: Duration, at_ms: i64) -> bool {
+    c.status() != ConversationStatus::Resolved
+        || c.resolved_at
+            .is_some_and(|resolved| at_ms.saturating_sub(resolved) <= window.as_millis() as i64)
+}
+
+/// Decides the conversation of an inbound message (`at_ms`: the message's time).
 pub fn place(
     kind: ChannelKind,
-    reply_target: Option<&ConversationState>,
-    latest: Option<&ConversationState>,
+    candidates: Candidates<'_>,
     policy: &ThreadingPolicy,
     at_ms: i64,
 ) -> Placement {
-    if reply_target.is_some() {
-        return Placement::Existing {
-            reason: ThreadReason::ReplyReference,
-            candidate: Candidate::ReplyTarget,
-        };
+    let existing = |reason, candidate| Placement::Existing { reason, candidate };
+    if candidates.reply_target.is_some() {
+        return existing(ThreadReason::ReplyReference, Candidate::ReplyTarget);
     }
-    if kind.is_chat_like()
-        && let Some(latest) = latest
-    {
-        let still_open = latest.status() != ConversationStatus::Resolved;
-        let recently_resolved = latest.resolved_at.is_some_and(|resolved| {
-            at_ms.saturating_sub(resolved) <= policy.chat_reopen_window.as_millis() as i64
-        });
-        if still_open || recently_resolved {
-            return Placement::Existing {
-                reason: ThreadReason::LatestConversation,
-                candidate: Candidate::Latest,
-            };
+    if kind == ChannelKind::Email {
+        if candidates.token.is_some() {
+            return existing(ThreadReason::ReplyToken, Candidate::Token);
+        }
+        if let Some(subject) = candidates.subject
+            && resolved_within(subject, policy.subject_window, at_ms)
+        {
+            return existing(ThreadReason::Subject, Candidate::Subject);
         }
     }
+    if kind.is_chat_like()
+        && let Some(latest) = candidates.latest
+        && resolved_within(latest, policy.chat_reopen_window, at_ms)
+    {
+        return existing(ThreadReason::LatestConversation, Candidate::Latest);
+    }
     Placement::New
+}
+
+/// The reply token of a conversation: put in the Reply-To plus-address and in our Message-IDs.
+pub fn reply_token(conversation: ConversationId) -> String {
+    format!("c{}", conversation.0.simple())
+}
+
+/// Finds a reply token after a `+` (plus-address) or a `.` (our Message-IDs) in `text`.
+pub fn find_reply_token(text: &str) -> Option<ConversationId> {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().find_map(|(i, b)| {
+        if !matches!(b, b'+' | b'.') {
+            return None;
+        }
+        let candidate = text.get(i + 1..i + 34)?;
+        let hex = candidate.strip_prefix('c')?;
+        let end_ok = text
+            .get(i + 34..i + 35)
+            .is_none_or(|next| !next.chars().all(|c| c.is_ascii_hexdigit()));
+        if !end_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        uuid::Uuid::parse_str(hex).ok().map(ConversationId)
+    })
+}
+
+/// A subject as the subject rule compares it: reply/forward prefixes in several languages and
+/// mailing-list tags stripped, whitespace collapsed, case folded.
+pub fn normalize_subject(subject: &str) -> String {
+    const PREFIXES: [&str; 12] = [
+        "re", "fw", "fwd", "aw", "wg", "sv", "vs", "tr", "rif", "enc", "odp", "antw",
+    ];
+    let mut s = subject.trim();
+    loop {
+        let before = s;
+        if s.starts_with('[')
+            && let Some(end) = s.find(']')
+        {
+            s = s[end + 1..].trim_start();
+        }
+        if let Some(colon) = s.find(':') {
+            let head = s[..colon].trim().to_lowercase();
+            // "Re", "RE[2]", "Fwd", "AW" …
+            let word = head.split('[').next().unwrap_or_default().trim();
+            if PREFIXES.contains(&word) {
+                s = s[colon + 1..].trim_start();
+            }
+        }
+        if s == before {
+            break;
+        }
+    }
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 #[cfg(test)]
@@ -105,6 +178,7 @@ mod tests {
             waiting_since: None,
             snoozed_until: None,
             resolved_at,
+            subject_key: None,
         }
     }
 
@@ -114,8 +188,11 @@ mod tests {
         let latest = conversation(ConversationStatus::Open, None);
         let placement = place(
             ChannelKind::Webhook,
-            Some(&target),
-            Some(&latest),
+            Candidates {
+                reply_target: Some(&target),
+                latest: Some(&latest),
+                ..Candidates::default()
+            },
             &ThreadingPolicy::default(),
             100 * 24 * HOUR,
         );
@@ -138,8 +215,10 @@ mod tests {
             let latest = conversation(status, None);
             let placement = place(
                 ChannelKind::Telegram,
-                None,
-                Some(&latest),
+                Candidates {
+                    latest: Some(&latest),
+                    ..Candidates::default()
+                },
                 &ThreadingPolicy::default(),
                 HOUR,
             );
@@ -157,21 +236,13 @@ mod tests {
     fn chat_reopens_within_the_window_and_opens_anew_after_it() {
         let policy = ThreadingPolicy::default();
         let resolved = conversation(ConversationStatus::Resolved, Some(10 * HOUR));
-        let within = place(
-            ChannelKind::Webhook,
-            None,
-            Some(&resolved),
-            &policy,
-            33 * HOUR,
-        );
+        let latest = Candidates {
+            latest: Some(&resolved),
+            ..Candidates::default()
+        };
+        let within = place(ChannelKind::Webhook, latest, &policy, 33 * HOUR);
         assert!(matches!(within, Placement::Existing { .. }));
-        let after = place(
-            ChannelKind::Webhook,
-            None,
-            Some(&resolved),
-            &policy,
-            35 * HOUR,
-        );
+        let after = place(ChannelKind::Webhook, latest, &policy, 35 * HOUR);
         assert_eq!(after, Placement::New);
     }
 
@@ -180,8 +251,10 @@ mod tests {
         let latest = conversation(ConversationStatus::Open, None);
         let placement = place(
             ChannelKind::Email,
-            None,
-            Some(&latest),
+            Candidates {
+                latest: Some(&latest),
+                ..Candidates::default()
+            },
             &ThreadingPolicy::default(),
             HOUR,
         );
@@ -193,12 +266,88 @@ mod tests {
         assert_eq!(
             place(
                 ChannelKind::Webhook,
-                None,
-                None,
+                Candidates::default(),
                 &ThreadingPolicy::default(),
                 0
             ),
             Placement::New
         );
+    }
+
+    #[test]
+    fn email_rules_come_in_order_token_then_subject() {
+        let policy = ThreadingPolicy::default();
+        let token = conversation(ConversationStatus::Resolved, Some(0));
+        let subject = conversation(ConversationStatus::Open, None);
+        let both = Candidates {
+            token: Some(&token),
+            subject: Some(&subject),
+            ..Candidates::default()
+        };
+        assert_eq!(
+            place(ChannelKind::Email, both, &policy, HOUR),
+            Placement::Existing {
+                reason: ThreadReason::ReplyToken,
+                candidate: Candidate::Token
+            }
+        );
+        let only_subject = Candidates {
+            subject: Some(&subject),
+            ..Candidates::default()
+        };
+        assert_eq!(
+            place(ChannelKind::Email, only_subject, &policy, HOUR),
+            Placement::Existing {
+                reason: ThreadReason::Subject,
+                candidate: Candidate::Subject
+            }
+        );
+        // Resolved more than 14 days before: the subject no longer joins.
+        let old = conversation(ConversationStatus::Resolved, Some(0));
+        let stale = Candidates {
+            subject: Some(&old),
+            ..Candidates::default()
+        };
+        assert_eq!(
+            place(ChannelKind::Email, stale, &policy, 15 * 24 * HOUR),
+            Placement::New
+        );
+        // Chat channels ignore tokens and subjects.
+        assert_eq!(
+            place(ChannelKind::Webhook, both, &policy, HOUR),
+            Placement::New
+        );
+    }
+
+    #[test]
+    fn reply_tokens_round_trip_through_addresses_and_message_ids() {
+        let id = ConversationId::new();
+        let token = reply_token(id);
+        assert_eq!(
+            find_reply_token(&format!("support+{token}@shop.test")),
+            Some(id)
+        );
+        assert_eq!(
+            find_reply_token(&format!("0191.{token}@inbox.shop.test")),
+            Some(id)
+        );
+        assert_eq!(find_reply_token("support+orders@shop.test"), None);
+        assert_eq!(
+            find_reply_token(&format!("support+{token}ff@shop.test")),
+            None
+        );
+    }
+
+    #[test]
+    fn subjects_are_normalized() {
+        for (raw, want) in [
+            ("Re: Order 42", "order 42"),
+            ("RE: Fwd: AW:  Order   42", "order 42"),
+            ("[Support] Re[2]: Order 42", "order 42"),
+            ("SV: Order 42", "order 42"),
+            ("Order 42: follow-up", "order 42: follow-up"),
+        ] {
+            assert_eq!(normalize_subject(raw), want, "{raw}");
+        }
     }
 }

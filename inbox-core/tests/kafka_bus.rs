@@ -244,6 +244,7 @@ fn message_from(channel_id: ChannelId, handle: &str, external_id: &str) -> Inbou
         },
         attachments: Vec::new(),
         raw: None,
+        automated: None,
     }
 }
 

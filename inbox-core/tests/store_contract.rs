@@ -1682,3 +1682,154 @@ contract!(concurrent_replays, |store| async move {
     assert_eq!(conversation(&store, conversation_id).await.message_count, 4);
     assert_eq!(history(&store, conversation_id).await.len(), 4);
 });
+
+/// An email from `from` with these headers, on an email channel.
+fn email(
+    channel: &inbox_core::model::Channel,
+    message_id: &str,
+    from: &str,
+    subject: &str,
+    references: &[&str],
+) -> inbox_core::envelope::InboundMessage {
+    let mut m = inbound(channel, message_id, from, "mail body");
+    m.channel_kind = ChannelKind::Email;
+    m.thread.subject = Some(subject.to_owned());
+    m.thread.references = references.iter().map(|r| (*r).to_owned()).collect();
+    m.thread.in_reply_to = references.last().map(|r| (*r).to_owned());
+    m.to = vec![inbox_core::envelope::Party {
+        handle: "support@shop.test".into(),
+        ..Default::default()
+    }];
+    m
+}
+
+contract!(email_threading, |store| async move {
+    // DESIGN §5 rules 1–3 with their reasons, and automated mail that never opens a conversation.
+    let channel = store
+        .create_channel(ChannelKind::Email, "support", json!({}), "secret")
+        .await
+        .unwrap();
+    let first = email(
+        &channel,
+        "a1@customer.test",
+        "ada@customer.test",
+        "Order 42 is late",
+        &[],
+    );
+    let (_, order, reason) = stored(&ingest_one(&store, &first).await);
+    assert_eq!(reason, ThreadReason::NewConversation);
+
+    // Outlook rewrote the ids but kept the subject: rule 3.
+    let rewritten = email(
+        &channel,
+        "a2@customer.test",
+        "ada@customer.test",
+        "RE: Order 42 is late",
+        &["lost@outlook.test"],
+    );
+    let (_, conversation, reason) = stored(&ingest_one(&store, &rewritten).await);
+    assert_eq!((conversation, reason), (order, ThreadReason::Subject));
+
+    // A changed subject that kept References: rule 1.
+    let renamed = email(
+        &channel,
+        "a3@customer.test",
+        "ada@customer.test",
+        "Something else",
+        &["a1@customer.test"],
+    );
+    let (_, conversation, reason) = stored(&ingest_one(&store, &renamed).await);
+    assert_eq!(
+        (conversation, reason),
+        (order, ThreadReason::ReplyReference)
+    );
+
+    // Another customer with the same subject: a conversation of their own.
+    let other = email(
+        &channel,
+        "b1@other.test",
+        "bob@other.test",
+        "Order 42 is late",
+        &[],
+    );
+    let (_, bobs, reason) = stored(&ingest_one(&store, &other).await);
+    assert_ne!(bobs, order);
+    assert_eq!(reason, ThreadReason::NewConversation);
+
+    // The reply token in the recipient: rule 2, even from a colleague of the customer.
+    let mut tokened = email(
+        &channel,
+        "c1@customer.test",
+        "colleague@customer.test",
+        "Fwd: something",
+        &[],
+    );
+    tokened.to[0].handle = format!(
+        "support+{}@shop.test",
+        inbox_core::threading::reply_token(order)
+    );
+    let (_, conversation, reason) = stored(&ingest_one(&store, &tokened).await);
+    assert_eq!((conversation, reason), (order, ThreadReason::ReplyToken));
+
+    // An out-of-office reply that belongs nowhere is kept as a dead letter, opening nothing.
+    let mut auto = email(
+        &channel,
+        "ooo@nowhere.test",
+        "robot@nowhere.test",
+        "Out of office",
+        &[],
+    );
+    auto.automated = Some(inbox_core::envelope::Automated::AutoReply);
+    assert!(dead_lettered(&ingest_one(&store, &auto).await).contains("automated"));
+    // One that answers a known thread joins it.
+    let mut auto_reply = email(
+        &channel,
+        "ooo2@customer.test",
+        "ada@customer.test",
+        "Auto: Re: Order 42 is late",
+        &["a1@customer.test"],
+    );
+    auto_reply.automated = Some(inbox_core::envelope::Automated::AutoReply);
+    assert_eq!(stored(&ingest_one(&store, &auto_reply).await).1, order);
+
+    // A bounce of our reply marks that reply failed with the reason.
+    let agent = new_agent(&store, "agent@shop.test").await;
+    let reply = actions::post_message(&store, order, &agent, "on its way", false)
+        .await
+        .unwrap()
+        .message;
+    let sent = InboundRecord::Event(InboundEvent::Delivery(DeliveryReport {
+        message_id: reply.id,
+        conversation_id: order,
+        channel_id: channel.id,
+        status: DeliveryStatus::Sent,
+        external_id: Some("ours-1@shop.test".into()),
+        error: None,
+        attempts: 1,
+        at: now_ms(),
+    }));
+    ingest_batch(&store, &[sent]).await;
+    let mut bounce = email(
+        &channel,
+        "dsn-1@mx.test",
+        "mailer-daemon@mx.test",
+        "Undelivered Mail",
+        &[],
+    );
+    bounce.body.text = "550 5.1.1 ada@customer.test: mailbox unavailable\nmore".into();
+    bounce.automated = Some(inbox_core::envelope::Automated::Bounce {
+        original: Some("ours-1@shop.test".into()),
+    });
+    ingest_one(&store, &bounce).await;
+    let reply = message(&store, reply.id).await;
+    assert_eq!(reply.delivery_status, Some(DeliveryStatus::Failed));
+    assert!(
+        reply
+            .delivery_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("mailbox unavailable"),
+        "{:?}",
+        reply.delivery_error
+    );
+});

@@ -321,6 +321,7 @@ fn workload(channel_id: ChannelId, messages: usize, customers: usize) -> Vec<Inb
                 body: Body { text, html: None },
                 attachments: Vec::new(),
                 raw: None,
+                automated: None,
             }
         })
         .collect()
@@ -560,6 +561,7 @@ async fn run_raw_insert(
                         waiting_since: None,
                         snoozed_until: None,
                         resolved_at: None,
+                        subject_key: None,
                     });
                     (contact, conversation)
                 });

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, TimeZone, Utc};
 use inbox_core::envelope::{
-    AttachmentRef, BlobRef, Body, ChannelKind, InboundMessage, Party, ThreadHints,
+    AttachmentRef, Automated, BlobRef, Body, ChannelKind, InboundMessage, Party, ThreadHints,
 };
 use inbox_core::identity::EmailAddress;
 use inbox_core::ids::{ChannelId, MessageId};
@@ -177,6 +177,13 @@ pub fn parse_email(
             body: Body { text, html },
             attachments,
             raw: Some(raw_ref),
+            automated: match &kind {
+                EmailKind::Regular => None,
+                EmailKind::AutoReply => Some(Automated::AutoReply),
+                EmailKind::Bounce { original } => Some(Automated::Bounce {
+                    original: original.clone(),
+                }),
+            },
         },
         kind,
         blobs,

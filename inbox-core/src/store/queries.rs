@@ -91,6 +91,8 @@ pub struct ConversationState {
     pub waiting_since: Option<i64>,
     pub snoozed_until: Option<i64>,
     pub resolved_at: Option<i64>,
+    /// Normalized subject (email threading rule 3).
+    pub subject_key: Option<String>,
 }
 
 impl ConversationState {
@@ -105,7 +107,7 @@ impl ConversationState {
 
 const CONVERSATION_COLUMNS: &str = "c.id, c.channel_id, c.contact_id, c.contact_handle, c.status, \
      c.assignee_id, c.subject, c.labels, c.preview, c.message_count, c.unread_count, c.created_at, \
-     c.last_message_at, c.waiting_since, c.snoozed_until, c.resolved_at";
+     c.last_message_at, c.waiting_since, c.snoozed_until, c.resolved_at, c.subject_key";
 
 #[derive(FromRow)]
 struct ConversationRow {
@@ -974,6 +976,36 @@ impl StoreTx {
         Ok(found)
     }
 
+    /// The most recently opened conversation per (contact, channel, normalized subject), locked.
+    pub async fn subject_conversations(
+        &mut self,
+        keys: &[(ContactId, ChannelId, String)],
+    ) -> StoreResult<Vec<ConversationState>> {
+        let mut found = Vec::new();
+        let lock = self.for_update();
+        for chunk in keys.chunks(CHUNK) {
+            let rows = on_tx!(self, conn, Db => {
+                let mut qb = QueryBuilder::<Db>::new(format!("SELECT {CONVERSATION_COLUMNS} FROM ("));
+                qb.push_values(chunk, |mut row, (contact, channel, key)| {
+                    row.push_bind(*contact).push_bind(*channel).push_bind(key.clone());
+                });
+                qb.push(
+                    ") AS k JOIN conversations c ON c.contact_id = k.column1
+                        AND c.channel_id = k.column2 AND c.subject_key = k.column3
+                     WHERE NOT EXISTS (SELECT 1 FROM conversations n
+                        WHERE n.contact_id = c.contact_id AND n.channel_id = c.channel_id
+                          AND n.subject_key = c.subject_key
+                          AND (n.created_at > c.created_at
+                               OR (n.created_at = c.created_at AND n.id > c.id)))",
+                );
+                qb.push(lock);
+                qb.build_query_as::<ConversationState>().fetch_all(&mut *conn).await
+            })?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// Conversations by id, locked for update.
     pub async fn conversations_by_ids(
         &mut self,
@@ -1047,7 +1079,8 @@ impl StoreTx {
                 let mut qb = QueryBuilder::<Db>::new(
                     "INSERT INTO conversations (id, channel_id, contact_id, contact_handle, status,
                          assignee_id, subject, labels, preview, message_count, unread_count,
-                         created_at, last_message_at, waiting_since, snoozed_until, resolved_at) ",
+                         created_at, last_message_at, waiting_since, snoozed_until, resolved_at,
+                         subject_key) ",
                 );
                 qb.push_values(chunk, |mut row, c| {
                     row.push_bind(c.id)
@@ -1065,7 +1098,8 @@ impl StoreTx {
                         .push_bind(c.last_message_at)
                         .push_bind(c.waiting_since)
                         .push_bind(c.snoozed_until)
-                        .push_bind(c.resolved_at);
+                        .push_bind(c.resolved_at)
+                        .push_bind(c.subject_key.clone());
                 });
                 qb.push(
                     " ON CONFLICT (id) DO UPDATE SET status = excluded.status,

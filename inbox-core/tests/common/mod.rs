@@ -244,6 +244,7 @@ pub fn inbound(channel: &Channel, external_id: &str, handle: &str, text: &str) -
         },
         attachments: Vec::new(),
         raw: None,
+        automated: None,
     }
 }
 
