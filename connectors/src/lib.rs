@@ -79,6 +79,7 @@ impl Registry {
     pub fn with_builtin() -> Self {
         let mut registry = Registry::default();
         registry.register(Arc::new(webhook::WebhookConnector::new()));
+        registry.register(Arc::new(email::smtp::SmtpConnector));
         registry
     }
 

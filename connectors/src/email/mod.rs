@@ -1,3 +1,7 @@
-//! The email channel. Parsing comes first; the IMAP source and SMTP sink follow.
+//! The email channel: parsing (MIME → envelope) and the SMTP sink. The IMAP source follows.
 
+mod config;
 pub mod parse;
+pub mod smtp;
+
+pub use config::EmailConfig;

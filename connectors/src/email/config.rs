@@ -1,0 +1,76 @@
+//! Settings of an email channel (the channel's `config` JSON).
+
+use serde::{Deserialize, Serialize};
+
+fn yes() -> bool {
+    true
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+fn inbox() -> String {
+    "INBOX".to_owned()
+}
+
+/// One support mailbox: IMAP in, SMTP out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The support address customers write to; replies are sent from it.
+    pub address: String,
+    /// Name shown in the From of replies, after the agent's name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// IMAP server of the support mailbox.
+    pub imap_host: String,
+    pub imap_port: u16,
+    /// Mailbox (folder) to read.
+    #[serde(default = "inbox")]
+    pub mailbox: String,
+    /// SMTP server replies are submitted to.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// Login for both servers.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the password: secrets are never stored in the database.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// TLS (IMAPS, SMTP STARTTLS). Plain connections are for local test servers only.
+    #[serde(default = "yes")]
+    pub tls: bool,
+    /// On first start, mail of the last this-many days is ingested.
+    #[serde(default = "thirty")]
+    pub since_days: u32,
+    /// Domain of our Message-IDs; defaults to the address's domain.
+    #[serde(default)]
+    pub message_id_domain: Option<String>,
+}
+
+impl EmailConfig {
+    pub fn domain(&self) -> String {
+        self.message_id_domain.clone().unwrap_or_else(|| {
+            self.address
+                .rsplit_once('@')
+                .map(|(_, domain)| domain.to_owned())
+                .unwrap_or_else(|| "localhost".to_owned())
+        })
+    }
+
+    pub fn display_name(&self) -> String {
+        self.display_name
+            .clone()
+            .unwrap_or_else(|| "Support".to_owned())
+    }
+
+    /// The password from the environment variable the channel names.
+    pub fn password(&self) -> Result<String, String> {
+        let var = self
+            .password_env
+            .as_deref()
+            .ok_or("the channel has a username but no password_env")?;
+        std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+    }
+}
