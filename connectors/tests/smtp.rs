@@ -2,6 +2,13 @@
 //! the reply lands in the customer's mailbox with its thread headers; 5xx fails at once with the
 //! server's reply, 4xx is transient.
 
+// clippy.toml allows these in tests, but only inside `#[test]` functions, not their helpers.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
