@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use inbox_connectors::runner::OutboundRunner;
+use inbox_connectors::sources::SourceRunner;
 use inbox_connectors::webhook::{self, WebhookState};
-use inbox_connectors::{ChannelDirectory, Registry};
+use inbox_connectors::{ChannelDirectory, Registry, SourceContext};
 use inbox_core::bus::Bus;
 use inbox_core::bus::kafka::KafkaBus;
 use inbox_core::bus::local::LocalBus;
@@ -23,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::directory::StoreDirectory;
+use crate::directory::{StoreCursors, StoreDirectory};
 use crate::ops;
 
 /// How long deliveries under way may take to finish at shutdown.
@@ -206,6 +207,26 @@ impl Application {
                 bus
             }
         };
+        if roles.connectors {
+            // Attachments and raw mail: a directory under the data dir (S3-compatible storage
+            // in production comes with object_store's other backends).
+            let blob_dir = config.data_dir.join("blobs");
+            std::fs::create_dir_all(&blob_dir)
+                .with_context(|| format!("cannot create {}", blob_dir.display()))?;
+            let blobs = object_store::local::LocalFileSystem::new_with_prefix(&blob_dir)?;
+            background.push(tokio::spawn(
+                SourceRunner {
+                    registry: Registry::with_builtin(),
+                    directory: directory.clone(),
+                    ctx: SourceContext {
+                        bus: bus.clone(),
+                        cursors: Arc::new(StoreCursors(store.clone())),
+                        blobs: Arc::new(blobs),
+                    },
+                }
+                .run(shutdown.clone()),
+            ));
+        }
         if roles.core {
             background.push(tokio::spawn(
                 OutboxRelay {

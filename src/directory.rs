@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use inbox_connectors::ChannelDirectory;
+use inbox_connectors::{ChannelDirectory, CursorStore};
 use inbox_core::ids::ChannelId;
 use inbox_core::model::Channel;
 use inbox_core::store::Store;
@@ -46,5 +46,30 @@ impl ChannelDirectory for StoreDirectory {
                 .insert(id, (Instant::now(), channel.clone()));
         }
         Ok(channel)
+    }
+
+    async fn channels(&self) -> Result<Vec<Channel>, String> {
+        self.store.channels().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Source cursors kept in the store.
+#[derive(Debug, Clone)]
+pub struct StoreCursors(pub Store);
+
+#[async_trait]
+impl CursorStore for StoreCursors {
+    async fn get(&self, channel: ChannelId, name: &str) -> Result<Option<String>, String> {
+        self.0
+            .cursor(channel, name)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set(&self, channel: ChannelId, name: &str, value: &str) -> Result<(), String> {
+        self.0
+            .set_cursor(channel, name, value)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

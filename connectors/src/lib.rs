@@ -6,6 +6,7 @@
 
 pub mod email;
 pub mod runner;
+pub mod sources;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -21,6 +22,24 @@ use inbox_core::model::Channel;
 #[async_trait]
 pub trait ChannelDirectory: Send + Sync + Debug {
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, String>;
+
+    /// Every configured channel, enabled or not.
+    async fn channels(&self) -> Result<Vec<Channel>, String>;
+}
+
+/// Where a source keeps its position (persisted only after the bus accepted what it read).
+#[async_trait]
+pub trait CursorStore: Send + Sync + Debug {
+    async fn get(&self, channel: ChannelId, name: &str) -> Result<Option<String>, String>;
+    async fn set(&self, channel: ChannelId, name: &str, value: &str) -> Result<(), String>;
+}
+
+/// What a running source may use: the bus, its cursor, and blob storage.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    pub bus: Arc<dyn inbox_core::bus::Bus>,
+    pub cursors: Arc<dyn CursorStore>,
+    pub blobs: Arc<dyn object_store::ObjectStore>,
 }
 
 /// A message accepted by the channel.
@@ -66,6 +85,21 @@ pub trait Connector: Send + Sync + Debug {
         channel: &Channel,
         message: &OutboundMessage,
     ) -> Result<Delivered, DeliveryError>;
+
+    /// True when the kind polls its channel (a mailbox); push kinds (webhook) have no source.
+    fn has_source(&self) -> bool {
+        false
+    }
+
+    /// Reads the channel until `stop` fires; an error makes the supervisor restart it with backoff.
+    async fn run_source(
+        &self,
+        _channel: Channel,
+        _ctx: SourceContext,
+        _stop: tokio_util::sync::CancellationToken,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The connectors of this build, by kind.
@@ -79,7 +113,7 @@ impl Registry {
     pub fn with_builtin() -> Self {
         let mut registry = Registry::default();
         registry.register(Arc::new(webhook::WebhookConnector::new()));
-        registry.register(Arc::new(email::smtp::SmtpConnector));
+        registry.register(Arc::new(email::EmailConnector));
         registry
     }
 

@@ -105,6 +105,19 @@ impl ChannelKind {
 pub enum InboundEvent {
     Message(InboundMessage),
     Delivery(DeliveryReport),
+    /// Input a connector could not turn into a message (a malformed email): dead-lettered with its
+    /// error, so the source may move its cursor past it without losing it.
+    Rejected(Rejected),
+}
+
+/// Input a connector could not normalize.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub channel_id: ChannelId,
+    /// Where the input is: its blob (the raw .eml) or its text.
+    pub payload: String,
+    pub error: String,
+    pub received_at: DateTime<Utc>,
 }
 
 /// [`InboundEvent`] with its `schema_version`, as it travels on the bus.
@@ -131,9 +144,12 @@ impl InboundEvent {
         match value.get("type").and_then(serde_json::Value::as_str) {
             Some("message") => decode_value(value).map(InboundEvent::Message),
             Some("delivery") => decode_value(value).map(InboundEvent::Delivery),
+            Some("rejected") => decode_value(value).map(InboundEvent::Rejected),
             Some(other) => Err(EnvelopeError::Json {
                 path: "type".into(),
-                message: format!("unknown type `{other}`, expected `message` or `delivery`"),
+                message: format!(
+                    "unknown type `{other}`, expected `message`, `delivery` or `rejected`"
+                ),
             }),
             None => Err(EnvelopeError::Json {
                 path: "type".into(),
@@ -147,6 +163,7 @@ impl InboundEvent {
         match self {
             InboundEvent::Message(m) => m.channel_id,
             InboundEvent::Delivery(d) => d.channel_id,
+            InboundEvent::Rejected(r) => r.channel_id,
         }
     }
 
@@ -155,6 +172,7 @@ impl InboundEvent {
         match self {
             InboundEvent::Message(m) => format!("{}:{}", m.channel_id, m.from.handle),
             InboundEvent::Delivery(d) => format!("{}:{}", d.channel_id, d.conversation_id),
+            InboundEvent::Rejected(r) => format!("{}:rejected", r.channel_id),
         }
     }
 }

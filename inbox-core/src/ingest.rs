@@ -189,6 +189,14 @@ impl<'a> Batch<'a> {
                     }
                 }
                 InboundRecord::Event(InboundEvent::Delivery(d)) => deliveries.push((index, d)),
+                InboundRecord::Event(InboundEvent::Rejected(r)) => {
+                    self.dead_letter(
+                        index,
+                        Some(r.channel_id),
+                        r.payload.clone(),
+                        r.error.clone(),
+                    );
+                }
             }
         }
 

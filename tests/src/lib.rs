@@ -18,6 +18,9 @@
 //!
 //! `INBOX_E2E_LOG=<filter>` (e.g. `info` or `inbox=debug`) prints the application's logs.
 
+
+pub mod mail;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

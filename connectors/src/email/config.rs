@@ -38,6 +38,9 @@ pub struct EmailConfig {
     /// Environment variable holding the password: secrets are never stored in the database.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// Or a file holding the password (a mounted secret).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
     /// TLS (IMAPS, SMTP STARTTLS). Plain connections are for local test servers only.
     #[serde(default = "yes")]
     pub tls: bool,
@@ -65,12 +68,17 @@ impl EmailConfig {
             .unwrap_or_else(|| "Support".to_owned())
     }
 
-    /// The password from the environment variable the channel names.
+    /// The password from the environment variable or file the channel names.
     pub fn password(&self) -> Result<String, String> {
+        if let Some(path) = &self.password_file {
+            return std::fs::read_to_string(path)
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("password_file {}: {e}", path.display()));
+        }
         let var = self
             .password_env
             .as_deref()
-            .ok_or("the channel has a username but no password_env")?;
+            .ok_or("the channel has neither password_env nor password_file")?;
         std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
     }
 }

@@ -1,0 +1,92 @@
+//! Supervises channel sources: starts one task per enabled channel whose kind polls (email),
+//! stops it when the channel is disabled or removed, restarts it with backoff when it fails.
+//! Channels added at runtime are picked up within [`RESCAN`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use inbox_core::ids::ChannelId;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ChannelDirectory, Registry, SourceContext};
+
+const RESCAN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct SourceRunner {
+    pub registry: Registry,
+    pub directory: Arc<dyn ChannelDirectory>,
+    pub ctx: SourceContext,
+}
+
+impl SourceRunner {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut running: HashMap<ChannelId, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+        loop {
+            match self.directory.channels().await {
+                Ok(channels) => {
+                    let wanted: HashMap<ChannelId, _> = channels
+                        .into_iter()
+                        .filter(|c| c.enabled)
+                        .filter_map(|c| {
+                            let connector = self.registry.get(c.kind)?.clone();
+                            connector.has_source().then_some((c.id, (c, connector)))
+                        })
+                        .collect();
+                    running.retain(|id, (stop, _)| {
+                        let keep = wanted.contains_key(id);
+                        if !keep {
+                            tracing::info!(channel_id = %id, "Stopping source.");
+                            stop.cancel();
+                        }
+                        keep
+                    });
+                    for (id, (channel, connector)) in wanted {
+                        if running
+                            .get(&id)
+                            .is_some_and(|(_, task)| !task.is_finished())
+                        {
+                            continue;
+                        }
+                        let stop = shutdown.child_token();
+                        let ctx = self.ctx.clone();
+                        let task_stop = stop.clone();
+                        tracing::info!(channel_id = %id, kind = channel.kind.as_str(), "Starting source.");
+                        let task = tokio::spawn(async move {
+                            let mut backoff = Duration::from_secs(1);
+                            while !task_stop.is_cancelled() {
+                                match connector
+                                    .run_source(channel.clone(), ctx.clone(), task_stop.clone())
+                                    .await
+                                {
+                                    Ok(()) => break,
+                                    Err(error) => {
+                                        tracing::warn!(channel_id = %id, %error, ?backoff, "Source failed; restarting.");
+                                        metrics::counter!("inbox_source_errors_total").increment(1);
+                                    }
+                                }
+                                tokio::select! {
+                                    _ = task_stop.cancelled() => break,
+                                    _ = tokio::time::sleep(backoff) => {}
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(60));
+                            }
+                        });
+                        running.insert(id, (stop, task));
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "Channels not readable; retrying."),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(RESCAN) => {}
+            }
+        }
+        for (_, (stop, task)) in running {
+            stop.cancel();
+            let _ = task.await;
+        }
+    }
+}
