@@ -18,7 +18,6 @@
 //!
 //! `INBOX_E2E_LOG=<filter>` (e.g. `info` or `inbox=debug`) prints the application's logs.
 
-
 pub mod mail;
 
 use std::net::SocketAddr;
