@@ -16,6 +16,7 @@ use inbox_core::bus::kafka::KafkaBus;
 use inbox_core::bus::local::LocalBus;
 use inbox_core::relay::OutboxRelay;
 use inbox_core::store::Store;
+use inbox_core::timers::SnoozeWaker;
 use inbox_core::worker::{IngestWorker, WorkerSettings};
 use inbox_web::WebState;
 use tokio::net::TcpListener;
@@ -228,6 +229,13 @@ impl Application {
             ));
         }
         if roles.core {
+            background.push(tokio::spawn(
+                SnoozeWaker {
+                    store: store.clone(),
+                    bus: bus.clone(),
+                }
+                .run(shutdown.clone()),
+            ));
             background.push(tokio::spawn(
                 OutboxRelay {
                     store: store.clone(),

@@ -11,7 +11,8 @@ use crate::envelope::{
 use crate::ids::{ConversationId, MessageId};
 use crate::ingest::preview;
 use crate::model::{
-    Actor, Agent, ConversationStatus, Direction, EventKind, Message, ThreadReason, to_millis,
+    Actor, Agent, ConversationStatus, Direction, EventKind, Message, ThreadReason, from_millis,
+    to_millis,
 };
 use crate::store::{ConversationPatch, NewEvent, NewMessage, Store, StoreError, StoreResult};
 
@@ -223,7 +224,7 @@ pub async fn update_conversation(
                 serde_json::json!({
                     "from": previous.as_str(),
                     "to": status.as_str(),
-                    "snoozed_until": conversation.snoozed_until,
+                    "snoozed_until": conversation.snoozed_until.map(from_millis),
                 }),
             ));
         }
@@ -292,4 +293,42 @@ fn normalize_labels(labels: &[String]) -> StoreResult<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Snoozed conversations whose time has come are open again (one event each, actor system).
+/// Returns the events to publish.
+pub async fn wake_snoozed(store: &Store) -> StoreResult<Vec<DomainEvent>> {
+    let now = Utc::now();
+    let at = to_millis(now);
+    let mut tx = store.begin().await?;
+    let due = tx.due_snoozed(at).await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut events = Vec::with_capacity(due.len());
+    let mut domain = Vec::with_capacity(due.len());
+    for mut conversation in tx.conversations_by_ids(&due).await? {
+        if conversation.status() != ConversationStatus::Snoozed {
+            continue;
+        }
+        conversation.set_status(ConversationStatus::Open);
+        conversation.snoozed_until = None;
+        tx.update_conversation_by_agent(&conversation).await?;
+        events.push(NewEvent {
+            conversation_id: conversation.id,
+            kind: EventKind::StatusChanged,
+            actor: Actor::System,
+            message_id: None,
+            data: serde_json::json!({"from": "snoozed", "to": "open", "why": "snooze ended"}),
+            at,
+        });
+        domain.push(DomainEvent::new(
+            DomainEventKind::ConversationUpdated,
+            conversation.id,
+            now,
+        ));
+    }
+    tx.insert_events(&events).await?;
+    tx.commit().await?;
+    Ok(domain)
 }

@@ -12,4 +12,5 @@ pub mod passwords;
 pub mod relay;
 pub mod store;
 pub mod threading;
+pub mod timers;
 pub mod worker;

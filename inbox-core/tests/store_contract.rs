@@ -1833,3 +1833,66 @@ contract!(email_threading, |store| async move {
         reply.delivery_error
     );
 });
+
+contract!(snoozes_end_and_contact_timeline, |store| async move {
+    // A snooze whose time has passed opens the conversation again, logged as the system's doing.
+    let channel = webhook_channel(&store).await;
+    let agent = new_agent(&store, "agent@shop.test").await;
+    let m = inbound(&channel, "s-1", "42", "hello");
+    let (_, conversation, _) = stored(&ingest_one(&store, &m).await);
+    let patch = inbox_core::store::ConversationPatch {
+        status: Some(inbox_core::model::ConversationStatus::Snoozed),
+        snoozed_until: Some(Utc::now() + chrono::Duration::milliseconds(50)),
+        ..Default::default()
+    };
+    actions::update_conversation(&store, conversation, &agent, &patch)
+        .await
+        .unwrap();
+    assert!(
+        actions::wake_snoozed(&store).await.unwrap().is_empty(),
+        "not yet due"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    assert_eq!(actions::wake_snoozed(&store).await.unwrap().len(), 1);
+    let woken = store.conversation(conversation).await.unwrap().unwrap();
+    assert_eq!(woken.status, inbox_core::model::ConversationStatus::Open);
+    assert_eq!(woken.snoozed_until, None);
+    let last = store
+        .conversation_events(conversation)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor_kind.as_str()),
+        ("status_changed", "system")
+    );
+
+    // One contact on two channels: one timeline across both, newest page first.
+    let other = webhook_channel(&store).await;
+    let mut on_other = inbound(&other, "t-1", "other-handle", "from the other channel");
+    on_other.from.email = Some("ada@example.com".into());
+    let mut linked = inbound(&channel, "s-2", "42", "second on the first channel");
+    linked.from.email = Some("ada@example.com".into());
+    ingest_one(&store, &linked).await;
+    ingest_one(&store, &on_other).await;
+    let contact = store
+        .conversation(conversation)
+        .await
+        .unwrap()
+        .unwrap()
+        .contact_id;
+    let page = store.contact_messages(contact, None, 2).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let channels: std::collections::HashSet<_> = page.items.iter().map(|m| m.channel_id).collect();
+    assert_eq!(channels.len(), 2, "the timeline spans both channels");
+    let cursor =
+        inbox_core::store::PageCursor::decode(page.next_before.as_deref().unwrap()).unwrap();
+    let older = store
+        .contact_messages(contact, Some(&cursor), 2)
+        .await
+        .unwrap();
+    assert_eq!(older.items.len(), 1);
+    assert_eq!(older.items[0].external_id.as_deref(), Some("s-1"));
+    assert_eq!(older.next_before, None);
+});

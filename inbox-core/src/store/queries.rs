@@ -359,6 +359,28 @@ pub struct OutboxEntry {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Rows fetched newest first, one more than the page: the page oldest first and the next cursor.
+fn page_of_messages(rows: Vec<MessageRow>, limit: u32) -> StoreResult<MessagePage> {
+    let mut items = rows
+        .into_iter()
+        .map(Message::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let next_before = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|m| {
+            PageCursor {
+                at: to_millis(m.sent_at),
+                key: m.ingest_seq.to_string(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    items.reverse();
+    Ok(MessagePage { items, next_before })
+}
+
 fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -624,24 +646,7 @@ impl Store {
                 .push_bind(i64::from(limit) + 1);
             qb.build_query_as::<MessageRow>().fetch_all(pool).await
         })?;
-        let mut items = rows
-            .into_iter()
-            .map(Message::try_from)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let next_before = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|m| {
-                PageCursor {
-                    at: to_millis(m.sent_at),
-                    key: m.ingest_seq.to_string(),
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
-        items.reverse();
-        Ok(MessagePage { items, next_before })
+        page_of_messages(rows, limit)
     }
 
     pub async fn message(&self, id: MessageId) -> StoreResult<Option<Message>> {
@@ -730,6 +735,38 @@ impl Store {
                     .collect(),
             )
         }))
+    }
+
+    /// The contact's messages on every channel, newest first before `before`: one history
+    /// across channels (keyset on (sent_at, ingest_seq), like a conversation's).
+    pub async fn contact_messages(
+        &self,
+        contact_id: ContactId,
+        before: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<MessagePage> {
+        let limit = limit.clamp(1, 500);
+        let rows = on_pool!(self, pool, Db => {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id IN
+                   (SELECT id FROM conversations WHERE contact_id = "
+            ));
+            qb.push_bind(contact_id).push(")");
+            if let Some(before) = before {
+                let seq: i64 = before.key.parse().unwrap_or(i64::MAX);
+                qb.push(" AND (sent_at < ")
+                    .push_bind(before.at)
+                    .push(" OR (sent_at = ")
+                    .push_bind(before.at)
+                    .push(" AND ingest_seq < ")
+                    .push_bind(seq)
+                    .push("))");
+            }
+            qb.push(" ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
+                .push_bind(i64::from(limit) + 1);
+            qb.build_query_as::<MessageRow>().fetch_all(pool).await
+        })?;
+        page_of_messages(rows, limit)
     }
 
     /// The contact's conversations on every channel, newest first.
@@ -1280,6 +1317,19 @@ impl StoreTx {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// Snoozed conversations whose `snoozed_until` has passed.
+    pub async fn due_snoozed(&mut self, now: i64) -> StoreResult<Vec<ConversationId>> {
+        Ok(
+            on_tx!(self, conn, Db => sqlx::query_scalar::<Db, ConversationId>(
+            "SELECT id FROM conversations WHERE status = 'snoozed' AND snoozed_until <= $1
+             ORDER BY snoozed_until LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await)?,
+        )
     }
 
     pub async fn agent_exists(&mut self, id: AgentId) -> StoreResult<bool> {
