@@ -2,19 +2,17 @@
 
 mod bench;
 mod channel;
-mod connectors;
-mod core;
 mod dead_letter;
 mod migrate;
 mod run;
 mod user;
-mod web;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use inbox_core::store::Store;
 
+use crate::app::{Application, Roles};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
@@ -35,11 +33,11 @@ enum Command {
     /// Run everything in one process: API, webhooks, core and connectors.
     Run(run::RunArgs),
     /// Consume inbound events into the store and relay replies (production; needs Kafka).
-    Core(core::ServiceArgs),
+    Core(ServiceArgs),
     /// Serve the agents' API (production; needs Kafka).
-    Web(web::ServiceArgs),
-    /// Serve inbound webhooks and deliver replies (production; needs Kafka).
-    Connectors(connectors::ServiceArgs),
+    Web(ServiceArgs),
+    /// Serve inbound webhooks, read mailboxes and deliver replies (production; needs Kafka).
+    Connectors(ServiceArgs),
     /// Create or upgrade the database schema.
     Migrate,
     /// Manage agents.
@@ -64,9 +62,9 @@ impl Cli {
         }
         match self.command {
             Command::Run(args) => run::execute(config, args).await,
-            Command::Core(args) => core::execute(config, args).await,
-            Command::Web(args) => web::execute(config, args).await,
-            Command::Connectors(args) => connectors::execute(config, args).await,
+            Command::Core(args) => serve(config, args, Roles::CORE).await,
+            Command::Web(args) => serve(config, args, Roles::WEB).await,
+            Command::Connectors(args) => serve(config, args, Roles::CONNECTORS).await,
             Command::Migrate => migrate::execute(&config).await,
             Command::User(command) => user::execute(&config, command).await,
             Command::Channel(command) => channel::execute(&config, command).await,
@@ -74,6 +72,25 @@ impl Cli {
             Command::Bench(command) => bench::execute(&config, command).await,
         }
     }
+}
+
+/// Options of the production services.
+#[derive(Debug, clap::Args)]
+struct ServiceArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "INBOX_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+/// Runs one production service (`inbox core|web|connectors`).
+async fn serve(mut config: Config, args: ServiceArgs, roles: Roles) -> anyhow::Result<()> {
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    Application::build_with_roles(config, roles)
+        .await?
+        .run_until_stopped()
+        .await
 }
 
 /// Opens the configured store, applying pending migrations.

@@ -359,6 +359,13 @@ pub struct OutboxEntry {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Whose history a page is from.
+#[derive(Debug, Clone, Copy)]
+enum History {
+    Conversation(ConversationId),
+    Contact(ContactId),
+}
+
 /// Rows fetched newest first, one more than the page: the page oldest first and the next cursor.
 fn page_of_messages(rows: Vec<MessageRow>, limit: u32) -> StoreResult<MessagePage> {
     let mut items = rows
@@ -626,12 +633,41 @@ impl Store {
         before: Option<&PageCursor>,
         limit: u32,
     ) -> StoreResult<MessagePage> {
+        self.history(History::Conversation(conversation_id), before, limit)
+            .await
+    }
+
+    /// The contact's messages on every channel and conversation: one history across channels,
+    /// paged like a conversation's.
+    pub async fn contact_messages(
+        &self,
+        contact_id: ContactId,
+        before: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<MessagePage> {
+        self.history(History::Contact(contact_id), before, limit)
+            .await
+    }
+
+    async fn history(
+        &self,
+        scope: History,
+        before: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<MessagePage> {
         let limit = limit.clamp(1, 500);
         let rows = on_pool!(self, pool, Db => {
-            let mut qb = QueryBuilder::<Db>::new(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = "
-            ));
-            qb.push_bind(conversation_id);
+            let mut qb = QueryBuilder::<Db>::new(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE "));
+            match scope {
+                History::Conversation(id) => {
+                    qb.push("conversation_id = ").push_bind(id);
+                }
+                History::Contact(id) => {
+                    qb.push("conversation_id IN (SELECT id FROM conversations WHERE contact_id = ")
+                        .push_bind(id)
+                        .push(")");
+                }
+            }
             if let Some(before) = before {
                 let seq: i64 = before.key.parse().unwrap_or(i64::MAX);
                 qb.push(" AND (sent_at < ")
@@ -735,38 +771,6 @@ impl Store {
                     .collect(),
             )
         }))
-    }
-
-    /// The contact's messages on every channel, newest first before `before`: one history
-    /// across channels (keyset on (sent_at, ingest_seq), like a conversation's).
-    pub async fn contact_messages(
-        &self,
-        contact_id: ContactId,
-        before: Option<&PageCursor>,
-        limit: u32,
-    ) -> StoreResult<MessagePage> {
-        let limit = limit.clamp(1, 500);
-        let rows = on_pool!(self, pool, Db => {
-            let mut qb = QueryBuilder::<Db>::new(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id IN
-                   (SELECT id FROM conversations WHERE contact_id = "
-            ));
-            qb.push_bind(contact_id).push(")");
-            if let Some(before) = before {
-                let seq: i64 = before.key.parse().unwrap_or(i64::MAX);
-                qb.push(" AND (sent_at < ")
-                    .push_bind(before.at)
-                    .push(" OR (sent_at = ")
-                    .push_bind(before.at)
-                    .push(" AND ingest_seq < ")
-                    .push_bind(seq)
-                    .push("))");
-            }
-            qb.push(" ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
-                .push_bind(i64::from(limit) + 1);
-            qb.build_query_as::<MessageRow>().fetch_all(pool).await
-        })?;
-        page_of_messages(rows, limit)
     }
 
     /// The contact's conversations on every channel, newest first.

@@ -4,11 +4,10 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use inbox_core::ids::ContactId;
-use inbox_core::store::PageCursor;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::conversations::parse_id;
+use super::conversations::{parse_cursor, parse_id};
 use super::{ApiError, CurrentAgent, WebState};
 
 pub fn router() -> Router<WebState> {
@@ -31,13 +30,7 @@ async fn show(
     Query(query): Query<TimelineQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id: ContactId = parse_id(&id, "contact")?;
-    let before = match query.before.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(
-            PageCursor::decode(raw)
-                .ok_or_else(|| ApiError::invalid("before", "not a cursor returned by this API"))?,
-        ),
-    };
+    let before = parse_cursor(query.before.as_deref(), "before")?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 500"));

@@ -56,7 +56,10 @@ fn parse_limit(raw: Option<&str>, max: u32) -> Result<u32, ApiError> {
     }
 }
 
-fn parse_cursor(raw: Option<&str>, field: &'static str) -> Result<Option<PageCursor>, ApiError> {
+pub(super) fn parse_cursor(
+    raw: Option<&str>,
+    field: &'static str,
+) -> Result<Option<PageCursor>, ApiError> {
     match raw {
         None | Some("") => Ok(None),
         Some(raw) => PageCursor::decode(raw)
