@@ -18,6 +18,7 @@
 //!
 //! `INBOX_E2E_LOG=<filter>` (e.g. `info` or `inbox=debug`) prints the application's logs.
 
+pub mod kafka;
 pub mod mail;
 
 use std::net::SocketAddr;
