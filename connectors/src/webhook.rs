@@ -314,7 +314,7 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
         });
     }
     let in_reply_to = payload.in_reply_to.filter(|r| !r.trim().is_empty());
-    Ok(InboundMessage {
+    let message = InboundMessage {
         id: MessageId::new(),
         channel_id: channel.id,
         channel_kind: ChannelKind::Webhook,
@@ -341,7 +341,11 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
         attachments,
         raw: None,
         automated: None,
-    })
+    };
+    if let Some(field) = inbox_core::ingest::field_with_nul(&message) {
+        return Err(Refusal::field(field, "contains a NUL character"));
+    }
+    Ok(message)
 }
 
 /// serde reports a missing field as "missing field `name` at …"; pull the name out.
@@ -503,6 +507,10 @@ mod tests {
             (
                 json!({"external_id": "m", "from": {"handle": "u"}, "attachments": [{"url": "file:///etc/passwd"}]}),
                 "attachments[0].url",
+            ),
+            (
+                json!({"external_id": "m", "from": {"handle": "u"}, "text": "a\u{0}b"}),
+                "text",
             ),
         ];
         for (body, field) in cases {

@@ -726,6 +726,9 @@ fn validate(
     if m.body.text.len() > MAX_TEXT || m.body.html.as_ref().is_some_and(|h| h.len() > MAX_TEXT) {
         return Err(format!("text: longer than {MAX_TEXT} bytes"));
     }
+    if let Some(field) = field_with_nul(m) {
+        return Err(format!("{field}: contains a NUL character"));
+    }
     let verified_email = match &m.from.email {
         Some(email) => Some(EmailAddress::parse(email).map_err(|e| format!("from.email: {e}"))?),
         None => None,
@@ -755,6 +758,34 @@ fn validate(
             .flatten()
             .filter(|key| !key.is_empty()),
     })
+}
+
+/// The first text field holding a NUL character: PostgreSQL cannot store one, and a record that
+/// cannot be stored must be dead-lettered rather than fail its whole batch again and again.
+pub fn field_with_nul(m: &InboundMessage) -> Option<&'static str> {
+    let nul = |s: &str| s.contains('\0');
+    let opt = |s: &Option<String>| s.as_deref().is_some_and(nul);
+    if nul(&m.external_id) {
+        Some("external_id")
+    } else if nul(&m.from.handle) {
+        Some("from.handle")
+    } else if opt(&m.from.name) {
+        Some("from.name")
+    } else if opt(&m.from.email) || opt(&m.from.phone) {
+        Some("from.email")
+    } else if nul(&m.body.text) {
+        Some("text")
+    } else if opt(&m.body.html) {
+        Some("html")
+    } else if opt(&m.thread.subject) {
+        Some("subject")
+    } else if opt(&m.thread.in_reply_to) || m.thread.references.iter().any(|r| nul(r)) {
+        Some("in_reply_to")
+    } else if m.attachments.iter().any(|a| nul(&a.name) || nul(&a.blob.0)) {
+        Some("attachments")
+    } else {
+        None
+    }
 }
 
 /// Provider time, unless it is too far in the future to be trusted (DESIGN §5).

@@ -1896,3 +1896,25 @@ contract!(snoozes_end_and_contact_timeline, |store| async move {
     assert_eq!(older.items[0].external_id.as_deref(), Some("s-1"));
     assert_eq!(older.next_before, None);
 });
+
+contract!(nul_characters_are_dead_lettered, |store| async move {
+    // PostgreSQL text cannot hold NUL: such a record is dead-lettered, the batch is stored.
+    let channel = webhook_channel(&store).await;
+    let bad = inbound(&channel, "nul-1", "42", "a\0b");
+    let good = inbound(&channel, "ok-1", "42", "fine");
+    let report = ingest_batch(&store, &[record(&bad), record(&good)]).await;
+    assert!(dead_lettered(&report.outcomes[0]).contains("text"));
+    assert_eq!(stored(&report.outcomes[1]).0, good.id);
+    // Raw bytes with NUL (a garbage Kafka record) are kept, escaped.
+    let garbage = InboundRecord::Undecodable {
+        payload: "x\0y".into(),
+        error: "not json".into(),
+    };
+    let report = ingest_batch(&store, &[garbage]).await;
+    assert!(dead_lettered(&report.outcomes[0]).contains("not json"));
+    let letters = store.dead_letters(10).await.unwrap();
+    assert!(
+        letters.iter().any(|l| l.payload == "x\\u0000y"),
+        "{letters:?}"
+    );
+});

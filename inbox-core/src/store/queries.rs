@@ -1242,6 +1242,9 @@ impl StoreTx {
         payload: &str,
         error: &str,
     ) -> StoreResult<()> {
+        // Dead letters are what could not be stored: they must store whatever they hold, and
+        // PostgreSQL text cannot hold NUL, so it is kept escaped.
+        let escape = |s: &str| s.replace('\0', "\\u0000");
         on_tx!(self, conn, Db => sqlx::query::<Db>(
             "INSERT INTO dead_letters (id, source, channel_id, payload, error, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -1249,8 +1252,8 @@ impl StoreTx {
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(source)
         .bind(channel_id)
-        .bind(payload)
-        .bind(error)
+        .bind(escape(payload))
+        .bind(escape(error))
         .bind(to_millis(Utc::now()))
         .execute(&mut *conn)
         .await
