@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{ChannelDirectory, Registry, SourceContext};
 
 const RESCAN: Duration = Duration::from_secs(2);
+/// A source that ran this long before failing was healthy: its backoff starts over.
+const HEALTHY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct SourceRunner {
@@ -57,10 +59,15 @@ impl SourceRunner {
                         let task = tokio::spawn(async move {
                             let mut backoff = Duration::from_secs(1);
                             while !task_stop.is_cancelled() {
-                                match connector
+                                let started = std::time::Instant::now();
+                                let result = connector
                                     .run_source(channel.clone(), ctx.clone(), task_stop.clone())
-                                    .await
-                                {
+                                    .await;
+                                // A source that ran well for a while starts over with a short wait.
+                                if started.elapsed() > HEALTHY {
+                                    backoff = Duration::from_secs(1);
+                                }
+                                match result {
                                     Ok(()) => break,
                                     Err(error) => {
                                         tracing::warn!(channel_id = %id, %error, ?backoff, "Source failed; restarting.");

@@ -213,10 +213,13 @@ pub struct InboundMessage {
 pub enum Automated {
     /// An auto-reply (out of office, ticket acknowledgement).
     AutoReply,
-    /// A delivery failure notice; `original` is the external id of the message that bounced.
+    /// A delivery failure notice; `original` is the external id of the message that bounced,
+    /// `reason` what the receiving server said.
     Bounce {
         #[serde(default)]
         original: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
     },
 }
 

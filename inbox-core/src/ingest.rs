@@ -313,6 +313,7 @@ impl<'a> Batch<'a> {
             }
             if let Some(Automated::Bounce {
                 original: Some(original),
+                ..
             }) = &m.automated
             {
                 external_keys.push((m.channel_id, original.clone()));
@@ -414,6 +415,16 @@ impl<'a> Batch<'a> {
                 });
                 continue;
             }
+            // A bounce of one of our replies becomes that reply's failure, not a message.
+            let bounced_reply = match &m.automated {
+                Some(Automated::Bounce {
+                    original: Some(original),
+                    ..
+                }) => known
+                    .get(&(m.channel_id, original.clone()))
+                    .and_then(|k| k.outbound),
+                _ => None,
+            };
             let reply_target = reply_references(m)
                 .find_map(|r| known.get(&(m.channel_id, r.to_owned())))
                 .and_then(KnownExternalId::conversation)
@@ -441,19 +452,17 @@ impl<'a> Batch<'a> {
                 &self.settings.threading,
                 c.sent_at,
             );
-            if let Some(Automated::Bounce {
-                original: Some(original),
-            }) = &m.automated
-                && let Some((bounced_id, bounced_conversation)) = known
-                    .get(&(m.channel_id, original.clone()))
-                    .and_then(|k| k.outbound)
-            {
+            if let Some((bounced_id, bounced_conversation)) = bounced_reply {
                 bounced.push((
                     bounced_id,
                     bounced_conversation,
                     m.channel_id,
                     bounce_reason(m),
                 ));
+                self.outcomes[c.index] = Some(Outcome::DeliveryRecorded {
+                    message_id: bounced_id,
+                });
+                continue;
             }
             let (conversation_id, reason) = match placement {
                 Placement::Existing { reason, candidate } => {
@@ -525,9 +534,11 @@ impl<'a> Batch<'a> {
                     subject_key: c.subject_key.clone(),
                 }
             });
-            // A customer writing makes the conversation need attention again.
+            // A customer writing makes the conversation need attention again; a machine
+            // (an auto-reply) does not.
+            let human = m.automated.is_none();
             let previous = conversation.status();
-            if previous != ConversationStatus::Open {
+            if human && previous != ConversationStatus::Open {
                 let kind = if previous == ConversationStatus::Resolved {
                     EventKind::Reopened
                 } else {
@@ -556,16 +567,18 @@ impl<'a> Batch<'a> {
                 conversation.snoozed_until = None;
             }
             conversation.message_count += 1;
-            conversation.unread_count += 1;
             if c.sent_at >= conversation.last_message_at || conversation.preview.is_empty() {
                 conversation.preview = preview(&m.body.text, m.body.html.as_deref());
                 conversation.last_message_at = conversation.last_message_at.max(c.sent_at);
             }
-            conversation.waiting_since = Some(
-                conversation
-                    .waiting_since
-                    .map_or(c.sent_at, |since| since.min(c.sent_at)),
-            );
+            if human {
+                conversation.unread_count += 1;
+                conversation.waiting_since = Some(
+                    conversation
+                        .waiting_since
+                        .map_or(c.sent_at, |since| since.min(c.sent_at)),
+                );
+            }
             if !touched.contains(&conversation_id) {
                 touched.push(conversation_id);
             }
@@ -655,8 +668,15 @@ fn delivery_event(report: &DeliveryReport) -> DomainEvent {
     }
 }
 
-/// What a bounce says went wrong: its first non-empty line.
+/// What a bounce says went wrong: the server's diagnostic, else the text's first line.
 fn bounce_reason(m: &InboundMessage) -> String {
+    if let Some(Automated::Bounce {
+        reason: Some(reason),
+        ..
+    }) = &m.automated
+    {
+        return format!("bounced: {}", reason.chars().take(300).collect::<String>());
+    }
     let line = m
         .body
         .text

@@ -1819,6 +1819,7 @@ contract!(email_threading, |store| async move {
     bounce.body.text = "550 5.1.1 ada@customer.test: mailbox unavailable\nmore".into();
     bounce.automated = Some(inbox_core::envelope::Automated::Bounce {
         original: Some("ours-1@shop.test".into()),
+        reason: None,
     });
     ingest_one(&store, &bounce).await;
     let reply = message(&store, reply.id).await;

@@ -3,6 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 
 /// Mail services of one test, stopped on drop.
 #[derive(Debug)]
@@ -12,6 +19,8 @@ pub struct MailServer {
     pub smtp_port: u16,
     /// A file holding the users' password, for `password_file`.
     pub password_file: PathBuf,
+    /// Dovecot's configuration (`DOVECOT_CONF` of the start line), to stop and start it alone.
+    pub dovecot_conf: PathBuf,
 }
 
 fn script() -> PathBuf {
@@ -43,7 +52,13 @@ impl MailServer {
         let line = String::from_utf8_lossy(&out.stdout).to_string();
         let password_file = state.path().join("password");
         std::fs::write(&password_file, "secret\n").unwrap_or_else(|e| panic!("password file: {e}"));
+        let dovecot_conf = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("DOVECOT_CONF="))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("no DOVECOT_CONF in `{line}`"));
         MailServer {
+            dovecot_conf,
             imap_port: port_of(&line, "IMAP"),
             smtp_port: port_of(&line, "SMTP"),
             state,
@@ -63,6 +78,311 @@ impl MailServer {
         entries
             .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
             .collect()
+    }
+}
+
+impl MailServer {
+    /// Submits raw RFC 5322 bytes through the SMTP server (`from` `None`: the null sender `<>`
+    /// of bounces) and returns once the server accepted (and delivered) them.
+    pub async fn send_raw(&self, from: Option<&str>, to: &[&str], raw: &[u8]) {
+        let envelope = Envelope::new(
+            from.map(|f| f.parse().unwrap_or_else(|e| panic!("MAIL FROM {f}: {e}"))),
+            to.iter()
+                .map(|t| t.parse().unwrap_or_else(|e| panic!("RCPT TO {t}: {e}")))
+                .collect(),
+        )
+        .unwrap_or_else(|e| panic!("SMTP envelope: {e}"));
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(self.smtp_port)
+            .build()
+            .send_raw(&envelope, raw)
+            .await
+            .unwrap_or_else(|e| panic!("the SMTP server refused a raw mail: {e}"));
+    }
+
+    /// A new IMAP session of `user` (password `secret`) on the test Dovecot, as another mail client.
+    pub async fn imap(&self, user: &str) -> ImapClient {
+        ImapClient::login(self.imap_port, user, "secret").await
+    }
+
+    /// Is something accepting connections on the IMAP port?
+    async fn imap_listening(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.imap_port))
+            .await
+            .is_ok()
+    }
+
+    /// Runs `dovecot -c <conf> <args>`; returns whether it succeeded and what it wrote. The
+    /// master daemonizes and would keep pipes open: its output goes to a file.
+    async fn dovecot(&self, args: &[&str]) -> (bool, String) {
+        let log = self.state.path().join("dovecot-control.log");
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let stderr = file
+            .try_clone()
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let status = tokio::process::Command::new("dovecot")
+            .arg("-c")
+            .arg(&self.dovecot_conf)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(file)
+            .stderr(stderr)
+            .status()
+            .await
+            .unwrap_or_else(|e| panic!("dovecot does not run: {e}"));
+        (
+            status.success(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+        )
+    }
+
+    /// The pid of the running Dovecot master, from its pid file.
+    fn master_pid(&self) -> Option<u32> {
+        let run = self.dovecot_conf.parent()?.join("run/master.pid");
+        std::fs::read_to_string(run).ok()?.trim().parse().ok()
+    }
+
+    /// Ends the IMAP sessions (`imap` processes) of this Dovecot, found as children of its master.
+    async fn end_sessions(master: u32) {
+        let sessions = imap_children(master);
+        if sessions.is_empty() {
+            return;
+        }
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .args(sessions.iter().map(u32::to_string))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
+    }
+
+    /// Stops Dovecot alone, as clients see a server going down: their sessions are dropped and
+    /// the IMAP port closes (the mail survives; SMTP deliveries get 451 meanwhile). Returns once
+    /// the port is closed.
+    ///
+    /// Dovecot 2.3 keeps logged-in `imap` processes running across `dovecot stop` (verified: an
+    /// idle session survives it despite `shutdown_clients = yes`, and the master accepts logins
+    /// for the ~3 s the stop takes), so the sessions are ended here while the stop runs.
+    pub async fn stop_dovecot(&self) {
+        let master = self.master_pid();
+        if let Some(master) = master {
+            Self::end_sessions(master).await;
+        }
+        let stopping = self.dovecot(&["stop"]);
+        tokio::pin!(stopping);
+        let (stopped, output) = loop {
+            tokio::select! {
+                result = &mut stopping => break result,
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                    if let Some(master) = master {
+                        Self::end_sessions(master).await;
+                    }
+                }
+            }
+        };
+        assert!(stopped, "dovecot stop failed: {output}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.imap_listening().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Dovecot still listens 30 s after `dovecot stop`"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts Dovecot again on the same configuration and port; returns once IMAP greets.
+    pub async fn start_dovecot(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // The old master may still be exiting (its pid file, its sockets): retry until it starts.
+        loop {
+            let (started, output) = self.dovecot(&[]).await;
+            if started {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "dovecot did not start again: {output}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        loop {
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.imap_port)).await {
+                let mut greeting = String::new();
+                let mut reader = BufReader::new(stream);
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut greeting))
+                        .await;
+                if matches!(read, Ok(Ok(_))) && greeting.starts_with("* OK") {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Dovecot did not greet within 30 s of starting again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A restart of the IMAP server as clients see it: their sessions are dropped, the port is
+    /// closed for a moment, and Dovecot comes back on the same port with the same mail.
+    pub async fn restart_dovecot(&self) {
+        self.stop_dovecot().await;
+        self.start_dovecot().await;
+    }
+}
+
+/// Pids of the `imap` processes whose parent is `master` (from `/proc/<pid>/stat`).
+fn imap_children(master: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid …"; comm may contain spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == master && comm == "imap").then_some(pid)
+        })
+        .collect()
+}
+
+/// A minimal IMAP client (plain TCP, one command at a time) standing in for another mail client
+/// (a colleague's Thunderbird, a webmail) reading the same mailbox.
+#[derive(Debug)]
+pub struct ImapClient {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    tag: u32,
+}
+
+/// Quotes a string for IMAP.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl ImapClient {
+    async fn login(port: u16, user: &str, password: &str) -> ImapClient {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("IMAP connect to 127.0.0.1:{port}: {e}"));
+        let (read, writer) = stream.into_split();
+        let mut client = ImapClient {
+            reader: BufReader::new(read),
+            writer,
+            tag: 0,
+        };
+        let greeting = client.read_response_line().await;
+        assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting}");
+        client
+            .command(&format!("LOGIN {} {}", quoted(user), quoted(password)))
+            .await;
+        client
+    }
+
+    /// One response line, literals (`{n}`) included inline.
+    async fn read_response_line(&mut self) -> String {
+        let mut line = String::new();
+        loop {
+            let mut part = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut part))
+                .await
+                .unwrap_or_else(|_| panic!("IMAP: no answer within 30 s after `{line}`"))
+                .unwrap_or_else(|e| panic!("IMAP read: {e}"));
+            assert!(n > 0, "IMAP server closed the connection after `{line}`");
+            let trimmed = part.trim_end_matches(['\r', '\n']);
+            line.push_str(trimmed);
+            let literal = trimmed
+                .strip_suffix('}')
+                .and_then(|s| s.rsplit_once('{'))
+                .and_then(|(_, n)| n.parse::<usize>().ok());
+            match literal {
+                Some(len) => {
+                    let mut bytes = vec![0; len];
+                    self.reader
+                        .read_exact(&mut bytes)
+                        .await
+                        .unwrap_or_else(|e| panic!("IMAP literal: {e}"));
+                    line.push_str(&String::from_utf8_lossy(&bytes));
+                }
+                None => return line,
+            }
+        }
+    }
+
+    /// Runs one command; returns its untagged responses, panics unless it ends in `OK`.
+    pub async fn command(&mut self, command: &str) -> Vec<String> {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.writer
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("IMAP write: {e}"));
+        let mut untagged = Vec::new();
+        loop {
+            let line = self.read_response_line().await;
+            if let Some(status) = line.strip_prefix(&format!("{tag} ")) {
+                assert!(status.starts_with("OK"), "IMAP `{command}`: {line}");
+                return untagged;
+            }
+            untagged.push(line);
+        }
+    }
+
+    /// Selects a mailbox read-write.
+    pub async fn select(&mut self, mailbox: &str) {
+        self.command(&format!("SELECT {}", quoted(mailbox))).await;
+    }
+
+    /// `UID SEARCH <criteria>`, sorted.
+    pub async fn uid_search(&mut self, criteria: &str) -> Vec<u32> {
+        let mut uids: Vec<u32> = self
+            .command(&format!("UID SEARCH {criteria}"))
+            .await
+            .iter()
+            .filter_map(|l| l.strip_prefix("* SEARCH"))
+            .flat_map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        uids.sort_unstable();
+        uids
+    }
+
+    /// The UID of the message with this Message-ID (without brackets), if there is one.
+    pub async fn uid_of(&mut self, message_id: &str) -> Option<u32> {
+        self.uid_search(&format!("HEADER Message-ID {}", quoted(message_id)))
+            .await
+            .into_iter()
+            .next()
+    }
+
+    /// UIDs of the messages without `\Seen`.
+    pub async fn unseen(&mut self) -> Vec<u32> {
+        self.uid_search("UNSEEN").await
+    }
+
+    /// Marks messages read, as a mail client does when a person opens them (`uids`: an IMAP
+    /// UID set such as `3` or `1:*`).
+    pub async fn set_seen(&mut self, uids: &str) {
+        self.command(&format!("UID STORE {uids} +FLAGS.SILENT (\\Seen)"))
+            .await;
+    }
+
+    pub async fn logout(mut self) {
+        self.tag += 1;
+        let _ = self
+            .writer
+            .write_all(format!("t{} LOGOUT\r\n", self.tag).as_bytes())
+            .await;
     }
 }
 

@@ -195,10 +195,15 @@ async fn ingest_uids(
             .uid_fetch(&set, "(UID BODY.PEEK[])")
             .await
             .map_err(|e| format!("UID FETCH: {e}"))?
+            // Only the messages asked for, with their body: servers interleave unsolicited FETCH
+            // responses (another client's flag changes, with a UID in UID commands) that are
+            // not mail, and taking one for an empty message would dead-letter it and move the
+            // cursor to its UID, past mail not read yet.
             .try_filter_map(|fetch| async move {
-                Ok(fetch
-                    .uid
-                    .map(|uid| (uid, fetch.body().unwrap_or_default().to_vec())))
+                Ok(match (fetch.uid, fetch.body()) {
+                    (Some(uid), Some(body)) if chunk.contains(&uid) => Some((uid, body.to_vec())),
+                    _ => None,
+                })
             })
             .try_collect()
             .await

@@ -19,6 +19,9 @@ pub enum ParseError {
     NotAMessage,
     #[error("From: no usable sender address")]
     NoSender,
+    /// The MIME parser or the HTML sanitizer panicked on this input.
+    #[error("the message broke the parser: {0}")]
+    Panicked(String),
 }
 
 /// What kind of mail this is, for the threading rules: automated mail never opens a conversation.
@@ -27,9 +30,11 @@ pub enum EmailKind {
     Regular,
     /// `Auto-Submitted` other than `no`, or a vacation-style `X-Autoreply`/`Precedence`.
     AutoReply,
-    /// A delivery status notification; names the Message-ID of the bounced mail when it can.
+    /// A delivery status notification: the Message-ID of the bounced mail and what the
+    /// receiving server said, when they can be found.
     Bounce {
         original: Option<String>,
+        reason: Option<String>,
     },
 }
 
@@ -48,10 +53,22 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `<id@host>` → `id@host`.
 fn bare_id(id: &str) -> String {
-    id.trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_owned()
+    without_nul(
+        id.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_owned(),
+    )
+}
+
+/// `s` without NUL characters: RFC 5322 forbids them, PostgreSQL cannot store them in text, and
+/// a message that cannot be stored would stop its partition.
+fn without_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    }
 }
 
 fn ids(value: &HeaderValue<'_>) -> Vec<String> {
@@ -71,6 +88,24 @@ pub fn parse_email(
     channel_id: ChannelId,
     received_at: DateTime<Utc>,
 ) -> Result<ParsedEmail, ParseError> {
+    // mail-parser and ammonia run on hostile input. A panic in them (mail-parser 0.11.9 has a
+    // reachable `debug_assert!`, found by fuzzing) must become this message's error: unwinding
+    // through the source would make it fetch the same message again, forever.
+    std::panic::catch_unwind(|| normalize(raw, channel_id, received_at)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ParseError::Panicked(what))
+    })
+}
+
+fn normalize(
+    raw: &[u8],
+    channel_id: ChannelId,
+    received_at: DateTime<Utc>,
+) -> Result<ParsedEmail, ParseError> {
     let parsed = MessageParser::default()
         .parse(raw)
         .ok_or(ParseError::NotAMessage)?;
@@ -83,7 +118,7 @@ pub fn parse_email(
         .and_then(|a| a.first())
         .and_then(|addr| {
             let email = EmailAddress::parse(addr.address()?).ok()?;
-            Some((email, addr.name().map(str::to_owned)))
+            Some((email, addr.name().map(|n| without_nul(n.to_owned()))))
         })
         .ok_or(ParseError::NoSender)?;
 
@@ -95,8 +130,10 @@ pub fn parse_email(
         .unwrap_or_else(|| format!("sha256:{raw_hash}"));
     let in_reply_to = ids(parsed.in_reply_to()).into_iter().next();
     let references = ids(parsed.references());
+    // An impossible date (month 13, year 99999) is no date: the core then uses the arrival time.
     let sent_at = parsed
         .date()
+        .filter(|d| d.is_valid())
         .and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single());
     let to: Vec<Party> = parsed
         .to()
@@ -111,18 +148,18 @@ pub fn parse_email(
         .filter_map(|addr| {
             Some(Party {
                 handle: EmailAddress::parse(addr.address()?).ok()?.to_string(),
-                name: addr.name().map(str::to_owned),
+                name: addr.name().map(|n| without_nul(n.to_owned())),
                 email: None,
                 phone: None,
             })
         })
         .collect();
 
-    let html = parsed.body_html(0).map(|h| sanitize_html(&h));
-    let text = match parsed.body_text(0) {
+    let html = parsed.body_html(0).map(|h| without_nul(sanitize_html(&h)));
+    let text = without_nul(match parsed.body_text(0) {
         Some(text) => text.into_owned(),
         None => html.as_deref().map(html_to_text).unwrap_or_default(),
-    };
+    });
 
     let mut blobs = Vec::new();
     let raw_ref = BlobRef(format!("raw/{raw_hash}.eml"));
@@ -140,7 +177,7 @@ pub fn parse_email(
             Some(sub) => format!("{}/{}", ct.ctype(), sub),
             None => ct.ctype().to_owned(),
         });
-        let blob = BlobRef(format!("attachments/{hash}/{name}"));
+        let blob = BlobRef(format!("attachments/{hash}/{}", blob_file_name(&name)));
         if seen.insert(blob.0.clone()) {
             blobs.push((blob.clone(), contents.to_vec()));
         }
@@ -162,7 +199,7 @@ pub fn parse_email(
             thread: ThreadHints {
                 in_reply_to,
                 references,
-                subject: parsed.subject().map(str::to_owned),
+                subject: parsed.subject().map(|s| without_nul(s.to_owned())),
                 chat_id: None,
             },
             from: Party {
@@ -180,8 +217,9 @@ pub fn parse_email(
             automated: match &kind {
                 EmailKind::Regular => None,
                 EmailKind::AutoReply => Some(Automated::AutoReply),
-                EmailKind::Bounce { original } => Some(Automated::Bounce {
+                EmailKind::Bounce { original, reason } => Some(Automated::Bounce {
                     original: original.clone(),
+                    reason: reason.clone(),
                 }),
             },
         },
@@ -204,12 +242,24 @@ fn classify(parsed: &mail_parser::Message<'_>) -> EmailKind {
     });
     if is_report {
         // The bounced message's headers are in a message/rfc822 or text/rfc822-headers part.
-        let original = parsed
+        let original = parsed.parts.iter().find_map(|part| {
+            let id = match part.message() {
+                Some(message) => message.message_id().map(bare_id),
+                None if is_type(part, "text", "rfc822-headers") => MessageParser::default()
+                    .parse_headers(part.contents())?
+                    .message_id()
+                    .map(bare_id),
+                None => None,
+            };
+            id.filter(|id| !id.is_empty())
+        });
+        // What the server said is in the machine-readable part: Diagnostic-Code, else Status.
+        let reason = parsed
             .parts
             .iter()
-            .filter_map(|part| part.message())
-            .find_map(|m| m.message_id().map(bare_id));
-        return EmailKind::Bounce { original };
+            .find(|part| is_type(part, "message", "delivery-status"))
+            .and_then(|part| delivery_status_reason(&String::from_utf8_lossy(part.contents())));
+        return EmailKind::Bounce { original, reason };
     }
     let auto_submitted = header("Auto-Submitted").is_some_and(|v| v != "no");
     let precedence =
@@ -222,6 +272,71 @@ fn classify(parsed: &mail_parser::Message<'_>) -> EmailKind {
         return EmailKind::AutoReply;
     }
     EmailKind::Regular
+}
+
+/// `Diagnostic-Code: smtp; 550 5.1.1 …` → `550 5.1.1 …`; else the `Status:` code.
+fn delivery_status_reason(text: &str) -> Option<String> {
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    field("Diagnostic-Code")
+        .map(|code| match code.split_once(';') {
+            Some((_, said)) => said.trim().to_owned(),
+            None => code,
+        })
+        .or_else(|| field("Status").map(|status| format!("status {status}")))
+        .filter(|reason| !reason.is_empty())
+}
+
+fn is_type(part: &mail_parser::MessagePart<'_>, ctype: &str, subtype: &str) -> bool {
+    part.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case(ctype)
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+    })
+}
+
+/// Longest blob file name once the blob store has percent-encoded it. Local file systems allow
+/// 255 bytes per name and object_store's local store appends `#<n>` while writing; a blob that
+/// cannot be written would stop the mailbox (the source retries the same message).
+const MAX_BLOB_NAME: usize = 200;
+
+/// `name` shortened (extension kept) to fit [`MAX_BLOB_NAME`] when encoded: object_store
+/// percent-encodes non-ASCII bytes and most punctuation, three bytes each. The attachment
+/// reference keeps the full name.
+fn blob_file_name(name: &str) -> String {
+    let cost = |c: char| {
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+            1
+        } else {
+            3 * c.len_utf8()
+        }
+    };
+    let encoded = |s: &str| s.chars().map(cost).sum::<usize>();
+    if encoded(name) <= MAX_BLOB_NAME {
+        return name.to_owned();
+    }
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && encoded(ext) < 40 => (stem, format!(".{ext}")),
+        _ => (name, String::new()),
+    };
+    let mut budget = MAX_BLOB_NAME - encoded(&extension);
+    let mut out: String = stem
+        .chars()
+        .take_while(|&c| {
+            let fits = cost(c) <= budget;
+            budget = budget.saturating_sub(cost(c));
+            fits
+        })
+        .collect();
+    out.push_str(&extension);
+    out
 }
 
 /// A file name that is safe as the last segment of a blob path.
@@ -248,18 +363,42 @@ fn safe_file_name(name: &str) -> String {
 /// Email HTML made safe to show: no scripts, event handlers, forms, styles that run code, or
 /// `javascript:` URLs; links open in a new tab without referrer; remote images are not loaded
 /// (their URL is kept in `data-remote-src` so the UI can offer to load them).
+///
+/// HTML nested deeper than [`MAX_HTML_DEPTH`] comes back as its escaped text instead.
 pub fn sanitize_html(html: &str) -> String {
+    if nesting_depth(html) > MAX_HTML_DEPTH {
+        return format!("<p>{}</p>", escape_text(&html_to_text(html)));
+    }
     ammonia::Builder::default()
         .add_tags(["font", "center"])
         .add_generic_attributes(["align", "dir"])
         .add_tag_attributes("img", ["data-remote-src"])
         .url_schemes(HashSet::from(["http", "https", "mailto", "cid", "data"]))
         .attribute_filter(|element, attribute, value| {
+            // Browsers ignore whitespace and control characters in a URL's scheme. ammonia checks
+            // the schemes of the URL attributes it knows, not of `cite`.
+            let lower: String = value
+                .chars()
+                .filter(|c| !c.is_whitespace() && !c.is_control())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if ["javascript:", "vbscript:", "livescript:"]
+                .iter()
+                .any(|scheme| lower.starts_with(scheme))
+            {
+                return None;
+            }
             if element == "img" && attribute == "src" {
-                let lower = value.trim().to_ascii_lowercase();
-                if lower.starts_with("cid:") || lower.starts_with("data:image/") {
+                // Inline images only; SVG can carry script.
+                if lower.starts_with("cid:")
+                    || (lower.starts_with("data:image/") && !lower.starts_with("data:image/svg"))
+                {
                     return Some(value.into());
                 }
+                return None;
+            }
+            // data: URLs only as images: a link to data:text/html is a page of the sender's.
+            if lower.starts_with("data:") && matches!(attribute, "href" | "src" | "cite") {
                 return None;
             }
             Some(value.into())
@@ -267,6 +406,73 @@ pub fn sanitize_html(html: &str) -> String {
         .link_rel(Some("noopener noreferrer nofollow"))
         .clean(html)
         .to_string()
+}
+
+/// Deeper HTML is shown as text. html5ever checks the stack of open elements for most start tags,
+/// so parsing takes depth × tags: 20,000 nested `<div>`s (220 KB) take seconds, a few MB of them
+/// hours, and the mailbox waits for each message. Browsers stop nesting at 512 levels too.
+const MAX_HTML_DEPTH: usize = 512;
+
+/// An upper estimate of how deep `html` nests: start tags of elements that need an end tag, less
+/// the end tags that match one of them.
+fn nesting_depth(html: &str) -> usize {
+    // Elements without content or whose end tag the parser implies: they do not nest.
+    const FLAT: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+        "source", "track", "wbr", "keygen", "p", "li", "dt", "dd", "option", "optgroup", "tr",
+        "td", "th", "thead", "tbody", "tfoot", "colgroup", "caption", "rb", "rt", "rtc", "rp",
+    ];
+    let bytes = html.as_bytes();
+    // Open elements by name (lowercased, first 16 bytes).
+    let mut open: std::collections::HashMap<[u8; 16], usize> = std::collections::HashMap::new();
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let end_tag = bytes.get(i + 1) == Some(&b'/');
+        let start = i + 1 + usize::from(end_tag);
+        let mut end = start;
+        while end < bytes.len() && bytes[end].is_ascii_alphanumeric() {
+            end += 1;
+        }
+        i = end.max(i + 1);
+        if end == start || !bytes[start].is_ascii_alphabetic() {
+            continue;
+        }
+        let name = &bytes[start..end];
+        if FLAT
+            .iter()
+            .any(|flat| flat.as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        let mut key = [0u8; 16];
+        for (k, b) in key.iter_mut().zip(name) {
+            *k = b.to_ascii_lowercase();
+        }
+        let count = open.entry(key).or_default();
+        if end_tag {
+            if *count > 0 {
+                *count -= 1;
+                depth -= 1;
+            }
+        } else {
+            *count += 1;
+            depth += 1;
+            deepest = deepest.max(depth);
+        }
+    }
+    deepest
+}
+
+fn escape_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Plain text of sanitized HTML, for mail without a text part.
@@ -401,7 +607,8 @@ mod tests {
         assert_eq!(
             bounce.kind,
             EmailKind::Bounce {
-                original: Some("ours@shop.test".into())
+                original: Some("ours@shop.test".into()),
+                reason: Some("status 5.1.1".into()),
             }
         );
     }
