@@ -386,6 +386,27 @@ impl ImapClient {
     }
 }
 
+impl MailServer {
+    /// An email channel on the `support` mailbox of this server (plain IMAP and SMTP).
+    pub fn support_config(&self) -> inbox_connectors::email::EmailConfig {
+        inbox_connectors::email::EmailConfig {
+            address: "support@example.test".into(),
+            display_name: Some("Shop Support".into()),
+            imap_host: "127.0.0.1".into(),
+            imap_port: self.imap_port,
+            mailbox: "INBOX".into(),
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: self.smtp_port,
+            username: Some("support".into()),
+            password_env: None,
+            password_file: Some(self.password_file.clone()),
+            tls: false,
+            since_days: 30,
+            message_id_domain: None,
+        }
+    }
+}
+
 impl Drop for MailServer {
     fn drop(&mut self) {
         let _ = Command::new(script())

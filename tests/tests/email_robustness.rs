@@ -56,21 +56,7 @@ const COLLEAGUE: &str = "colleague@example.test";
 // Helpers
 
 fn email_config(server: &MailServer) -> EmailConfig {
-    EmailConfig {
-        address: SUPPORT.into(),
-        display_name: Some("Shop Support".into()),
-        imap_host: "127.0.0.1".into(),
-        imap_port: server.imap_port,
-        mailbox: "INBOX".into(),
-        smtp_host: "127.0.0.1".into(),
-        smtp_port: server.smtp_port,
-        username: Some("support".into()),
-        password_env: None,
-        password_file: Some(server.password_file.clone()),
-        tls: false,
-        since_days: 30,
-        message_id_domain: None,
-    }
+    server.support_config()
 }
 
 /// Creates the email channel; the running app's source runner picks it up within seconds.

@@ -368,24 +368,31 @@ enum History {
 
 /// Rows fetched newest first, one more than the page: the page oldest first and the next cursor.
 fn page_of_messages(rows: Vec<MessageRow>, limit: u32) -> StoreResult<MessagePage> {
-    let mut items = rows
+    let items = rows
         .into_iter()
         .map(Message::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
-    let next_before = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|m| {
-            PageCursor {
-                at: to_millis(m.sent_at),
-                key: m.ingest_seq.to_string(),
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let (mut items, next_before) = page(items, limit, |m| PageCursor {
+        at: to_millis(m.sent_at),
+        key: m.ingest_seq.to_string(),
+    });
     items.reverse();
     Ok(MessagePage { items, next_before })
+}
+
+/// Cuts rows fetched with one extra (`LIMIT limit + 1`) to the page and gives the cursor of the
+/// next page when there is one.
+fn page<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> PageCursor,
+) -> (Vec<T>, Option<String>) {
+    if items.len() <= limit as usize {
+        return (items, None);
+    }
+    items.truncate(limit as usize);
+    let next = items.last().map(|last| cursor_of(last).encode());
+    (items, next)
 }
 
 fn token_hash(token: &str) -> String {
@@ -607,22 +614,14 @@ impl Store {
                 .push_bind(i64::from(limit) + 1);
             qb.build_query_as::<ConversationRow>().fetch_all(pool).await
         })?;
-        let mut items = rows
+        let items = rows
             .into_iter()
             .map(Conversation::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|c| {
-                PageCursor {
-                    at: to_millis(c.last_message_at),
-                    key: c.id.to_string(),
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
+        let (items, next_cursor) = page(items, limit, |c| PageCursor {
+            at: to_millis(c.last_message_at),
+            key: c.id.to_string(),
+        });
         Ok(ConversationPage { items, next_cursor })
     }
 
