@@ -1,5 +1,8 @@
 //! `inbox bench ingest`: webhook-shaped messages through the real funnel (in-process bus + core
 //! worker + store), compared in the same run with a raw batched insert of the same rows.
+//!
+//! `inbox bench email`: parse + normalize throughput of the malformed-mail corpus (MIME, charsets,
+//! HTML sanitizing, attachments as blobs), and of a mail with a 10 MB attachment.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +31,8 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Throughput and latency of the ingest funnel.
     Ingest(IngestArgs),
+    /// Parse + normalize throughput of the email corpus (no I/O, no store).
+    Email(email_bench::EmailArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,7 +72,10 @@ pub struct IngestArgs {
 }
 
 pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Ingest(args) = command;
+    let args = match command {
+        BenchCommand::Ingest(args) => args,
+        BenchCommand::Email(args) => return email_bench::run(&args),
+    };
     let customers = args.customers.unwrap_or((args.messages / 5).max(1));
     let partitions = args.partitions.unwrap_or(match args.store {
         StoreKind::Sqlite => 1,
@@ -325,6 +333,163 @@ fn workload(channel_id: ChannelId, messages: usize, customers: usize) -> Vec<Inb
             }
         })
         .collect()
+}
+
+/// `inbox bench email`: `parse_email` over the corpus, timed per message.
+mod email_bench {
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use chrono::Utc;
+    use clap::Args;
+    use inbox_connectors::email::parse::parse_email;
+    use inbox_core::ids::ChannelId;
+
+    #[derive(Debug, Args)]
+    pub struct EmailArgs {
+        /// Passes over the corpus.
+        #[arg(long, default_value_t = 20)]
+        repeat: usize,
+        /// Directory of `.eml` files.
+        #[arg(long, default_value = "tests/fixtures/mail/corpus")]
+        corpus: PathBuf,
+    }
+
+    pub fn run(args: &EmailArgs) -> anyhow::Result<()> {
+        let mut corpus: Vec<(String, Vec<u8>)> = std::fs::read_dir(&args.corpus)
+            .with_context(|| format!("--corpus {}", args.corpus.display()))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+            .map(|path| {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                Ok((name.into_owned(), std::fs::read(&path)?))
+            })
+            .collect::<std::io::Result<_>>()?;
+        anyhow::ensure!(
+            !corpus.is_empty(),
+            "no .eml files in {}",
+            args.corpus.display()
+        );
+        corpus.sort();
+        let repeat = args.repeat.max(1);
+        let bytes: usize = corpus.iter().map(|(_, raw)| raw.len()).sum();
+        println!(
+            "bench email: {} messages ({:.2} MB) from {}, {repeat} passes",
+            corpus.len(),
+            bytes as f64 / 1e6,
+            args.corpus.display()
+        );
+
+        let channel = ChannelId::new();
+        let (mut parsed, mut rejected) = (0, 0);
+        let mut per_message: Vec<Duration> = Vec::with_capacity(corpus.len() * repeat);
+        let mut per_file = vec![Duration::ZERO; corpus.len()];
+        let started = Instant::now();
+        for pass in 0..repeat {
+            for (i, (_, raw)) in corpus.iter().enumerate() {
+                let t = Instant::now();
+                let result = std::hint::black_box(parse_email(raw, channel, Utc::now()));
+                let took = t.elapsed();
+                per_message.push(took);
+                per_file[i] += took;
+                if pass == 0 {
+                    match result {
+                        Ok(_) => parsed += 1,
+                        Err(_) => rejected += 1,
+                    }
+                }
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        per_message.sort_unstable();
+        let pick = |q: f64| per_message[((per_message.len() - 1) as f64 * q) as usize];
+        let messages = (corpus.len() * repeat) as f64;
+        println!(
+            "  corpus:     {:>9.0} msg/s {:>8.1} MB/s   p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms   ({parsed} parsed, {rejected} rejected)",
+            messages / elapsed,
+            (bytes * repeat) as f64 / 1e6 / elapsed,
+            ms(pick(0.5)),
+            ms(pick(0.99)),
+            ms(pick(1.0)),
+        );
+        let mut slowest: Vec<(Duration, &str, usize)> = per_file
+            .iter()
+            .zip(&corpus)
+            .map(|(total, (name, raw))| (*total / repeat as u32, name.as_str(), raw.len()))
+            .collect();
+        slowest.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
+        for (took, name, len) in slowest.iter().take(3) {
+            println!(
+                "  slowest:    {name} ({:.1} KB): {:.3} ms",
+                *len as f64 / 1e3,
+                ms(*took)
+            );
+        }
+
+        let big = mail_with_attachment(10 * 1024 * 1024);
+        let passes = repeat.clamp(1, 5);
+        let started = Instant::now();
+        for _ in 0..passes {
+            let parsed = parse_email(&big, channel, Utc::now())
+                .map_err(|e| anyhow::anyhow!("the 10 MB mail does not parse: {e}"))?;
+            std::hint::black_box(parsed);
+        }
+        let each = started.elapsed().as_secs_f64() / passes as f64;
+        println!(
+            "  10 MB attachment ({:.1} MB of MIME): {:>7.1} MB/s   {:.0} ms per message",
+            big.len() as f64 / 1e6,
+            big.len() as f64 / 1e6 / each,
+            each * 1e3
+        );
+        Ok(())
+    }
+
+    fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e3
+    }
+
+    /// A mail with a `size`-byte attachment of incompressible bytes, base64 in 76-column lines.
+    fn mail_with_attachment(size: usize) -> Vec<u8> {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let bytes: Vec<u8> = (0..size)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let mut mail = String::from(
+            "From: Big Sender <big@example.test>\r\nTo: support@example.test\r\n\
+             Subject: The whole database dump\r\nMessage-ID: <bench-big@example.test>\r\n\
+             Content-Type: multipart/mixed; boundary=\"big\"\r\n\r\n\
+             --big\r\nContent-Type: text/plain\r\n\r\nHere it is.\r\n\
+             --big\r\nContent-Type: application/octet-stream; name=\"dump.bin\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n",
+        );
+        for line in bytes.chunks(57) {
+            for chunk in line.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+                for i in 0..4 {
+                    mail.push(if i <= chunk.len() {
+                        ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
+                    } else {
+                        '='
+                    });
+                }
+            }
+            mail.push_str("\r\n");
+        }
+        mail.push_str("--big--\r\n");
+        mail.into_bytes()
+    }
 }
 
 /// Kafka end to end: producer (acks=all) → topic → the core's consumer → funnel → store.
@@ -621,6 +786,24 @@ mod tests {
             "postgres://u@h:5432/x?sslmode=disable"
         );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+
+    #[test]
+    fn the_email_bench_runs_on_the_corpus() {
+        use clap::Parser;
+
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            bench: BenchCommand,
+        }
+        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mail/corpus");
+        let cli = Cli::try_parse_from(["bench", "email", "--repeat", "1", "--corpus", corpus])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let BenchCommand::Email(args) = cli.bench else {
+            panic!("not the email bench: {cli:?}");
+        };
+        email_bench::run(&args).unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     #[test]
