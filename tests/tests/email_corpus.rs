@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use inbox_connectors::email::EmailConfig;
 use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ChannelId;
 use inbox_e2e::mail::MailServer;
@@ -28,24 +27,6 @@ const WAIT: Duration = Duration::from_secs(300);
 
 /// The Message-ID of the normal mail sent after the corpus.
 const LAST: &str = "after-the-corpus@customer.example.test";
-
-fn email_config(server: &MailServer) -> EmailConfig {
-    EmailConfig {
-        address: "support@example.test".into(),
-        display_name: Some("Shop Support".into()),
-        imap_host: "127.0.0.1".into(),
-        imap_port: server.imap_port,
-        mailbox: "INBOX".into(),
-        smtp_host: "127.0.0.1".into(),
-        smtp_port: server.smtp_port,
-        username: Some("support".into()),
-        password_env: None,
-        password_file: Some(server.password_file.clone()),
-        tls: false,
-        since_days: 30,
-        message_id_domain: None,
-    }
-}
 
 /// Every `.eml` of the corpus, by file name.
 fn corpus() -> BTreeMap<String, Vec<u8>> {
@@ -156,7 +137,7 @@ async fn the_corpus_never_stalls_the_mailbox(backend: Backend) {
         .create_channel(
             ChannelKind::Email,
             "support",
-            serde_json::to_value(email_config(&server)).unwrap(),
+            serde_json::to_value(server.support_config()).unwrap(),
             "unused",
         )
         .await
