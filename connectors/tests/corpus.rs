@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use inbox_connectors::email::parse::{EmailKind, ParseError, ParsedEmail, parse_email};
+use inbox_connectors::email::sample::{mail_with_attachment, noise};
 use inbox_core::envelope::InboundEvent;
 use inbox_core::ids::ChannelId;
 
@@ -564,63 +565,6 @@ async fn every_blob_can_be_stored_on_the_local_file_system() {
 // A 10 MB attachment, built in memory
 
 const BIG: usize = 10 * 1024 * 1024;
-
-/// Deterministic incompressible bytes.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-/// Standard base64 in 76-character lines, CRLF-separated.
-fn base64_lines(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 38 + 4);
-    let mut line = 0;
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-        line += 4;
-        if line == 76 {
-            out.push_str("\r\n");
-            line = 0;
-        }
-    }
-    out.push_str("\r\n");
-    out
-}
-
-/// A mail with a `size`-byte attachment.
-fn mail_with_attachment(attachment: &[u8]) -> Vec<u8> {
-    let mut mail = String::from(
-        "From: Big Sender <big@example.test>\r\nTo: support@example.test\r\n\
-         Subject: The whole database dump\r\nMessage-ID: <ten-megabytes@corpus.example.test>\r\n\
-         Date: Tue, 24 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"big\"\r\n\r\n\
-         --big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHere it is.\r\n\
-         --big\r\nContent-Type: application/octet-stream; name=\"dump.bin\"\r\n\
-         Content-Disposition: attachment; filename=\"dump.bin\"\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n",
-    );
-    mail.push_str(&base64_lines(attachment));
-    mail.push_str("--big--\r\n");
-    mail.into_bytes()
-}
 
 #[test]
 fn a_10_mb_attachment_is_a_blob_and_the_envelope_stays_small() {

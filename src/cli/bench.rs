@@ -344,6 +344,7 @@ mod email_bench {
     use chrono::Utc;
     use clap::Args;
     use inbox_connectors::email::parse::parse_email;
+    use inbox_connectors::email::sample::{mail_with_attachment, noise};
     use inbox_core::ids::ChannelId;
 
     #[derive(Debug, Args)]
@@ -428,7 +429,7 @@ mod email_bench {
             );
         }
 
-        let big = mail_with_attachment(10 * 1024 * 1024);
+        let big = mail_with_attachment(&noise(10 * 1024 * 1024));
         let passes = repeat.clamp(1, 5);
         let started = Instant::now();
         for _ in 0..passes {
@@ -448,47 +449,6 @@ mod email_bench {
 
     fn ms(d: Duration) -> f64 {
         d.as_secs_f64() * 1e3
-    }
-
-    /// A mail with a `size`-byte attachment of incompressible bytes, base64 in 76-column lines.
-    fn mail_with_attachment(size: usize) -> Vec<u8> {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let bytes: Vec<u8> = (0..size)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
-        let mut mail = String::from(
-            "From: Big Sender <big@example.test>\r\nTo: support@example.test\r\n\
-             Subject: The whole database dump\r\nMessage-ID: <bench-big@example.test>\r\n\
-             Content-Type: multipart/mixed; boundary=\"big\"\r\n\r\n\
-             --big\r\nContent-Type: text/plain\r\n\r\nHere it is.\r\n\
-             --big\r\nContent-Type: application/octet-stream; name=\"dump.bin\"\r\n\
-             Content-Transfer-Encoding: base64\r\n\r\n",
-        );
-        for line in bytes.chunks(57) {
-            for chunk in line.chunks(3) {
-                let n = chunk
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-                for i in 0..4 {
-                    mail.push(if i <= chunk.len() {
-                        ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
-                    } else {
-                        '='
-                    });
-                }
-            }
-            mail.push_str("\r\n");
-        }
-        mail.push_str("--big--\r\n");
-        mail.into_bytes()
     }
 }
 

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use inbox_connectors::email::sample::{mail_with_attachment, noise};
 use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ChannelId;
 use inbox_e2e::mail::MailServer;
@@ -42,46 +43,9 @@ fn corpus() -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// A mail with a 10 MiB attachment of incompressible bytes, base64 in 76-character lines.
+/// A mail with a 10 MiB attachment of incompressible bytes.
 fn ten_megabyte_mail() -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let bytes: Vec<u8> = (0..10 * 1024 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    let mut mail = String::from(
-        "From: Big Sender <big@example.test>\r\nTo: support@example.test\r\n\
-         Subject: The whole database dump\r\nMessage-ID: <ten-megabytes@corpus.example.test>\r\n\
-         Date: Tue, 24 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"big\"\r\n\r\n\
-         --big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHere it is.\r\n\
-         --big\r\nContent-Type: application/octet-stream; name=\"dump.bin\"\r\n\
-         Content-Disposition: attachment; filename=\"dump.bin\"\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n",
-    );
-    for line in bytes.chunks(57) {
-        for chunk in line.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..4 {
-                mail.push(if i <= chunk.len() {
-                    ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-        }
-        mail.push_str("\r\n");
-    }
-    mail.push_str("--big--\r\n");
-    mail.into_bytes()
+    mail_with_attachment(&noise(10 * 1024 * 1024))
 }
 
 /// The bytes as a relaying MTA hands them on: CRLF line endings, and lines longer than SMTP's
@@ -217,7 +181,7 @@ async fn the_corpus_never_stalls_the_mailbox(backend: Backend) {
         dead.len()
     );
     assert!(
-        stored(&app, channel.id, "ten-megabytes@corpus.example.test").await,
+        stored(&app, channel.id, "big-attachment@example.test").await,
         "the 10 MB mail is stored"
     );
 

@@ -3,6 +3,7 @@
 mod config;
 pub mod imap;
 pub mod parse;
+pub mod sample;
 pub mod smtp;
 
 use async_trait::async_trait;
