@@ -158,6 +158,14 @@ impl Application {
         let mut background: Vec<JoinHandle<()>> = Vec::new();
         let mut runner: Option<JoinHandle<()>> = None;
 
+        // Attachments and raw mail: a directory under the data dir (S3-compatible storage
+        // in production comes with object_store's other backends).
+        let blob_dir = config.data_dir.join("blobs");
+        std::fs::create_dir_all(&blob_dir)
+            .with_context(|| format!("cannot create {}", blob_dir.display()))?;
+        let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&blob_dir)?,
+        );
         let bus: Arc<dyn Bus> = match &config.kafka {
             None => {
                 let (bus, partitions, outbound) = LocalBus::new(config.partitions());
@@ -174,7 +182,8 @@ impl Application {
                     tracing::info!(requeued, "Requeued undelivered replies.");
                 }
                 runner = Some(tokio::spawn(
-                    outbound_runner(&directory, &bus, &config).run(outbound, shutdown.clone()),
+                    outbound_runner(&directory, &bus, &blobs, &config)
+                        .run(outbound, shutdown.clone()),
                 ));
                 bus
             }
@@ -199,7 +208,8 @@ impl Application {
                 if roles.connectors {
                     let consumer = kafka.outbound_consumer(kafka_bus.clone())?;
                     runner = Some(tokio::spawn(
-                        outbound_runner(&directory, &bus, &config).run(consumer, shutdown.clone()),
+                        outbound_runner(&directory, &bus, &blobs, &config)
+                            .run(consumer, shutdown.clone()),
                     ));
                 }
                 if roles.web {
@@ -209,20 +219,14 @@ impl Application {
             }
         };
         if roles.connectors {
-            // Attachments and raw mail: a directory under the data dir (S3-compatible storage
-            // in production comes with object_store's other backends).
-            let blob_dir = config.data_dir.join("blobs");
-            std::fs::create_dir_all(&blob_dir)
-                .with_context(|| format!("cannot create {}", blob_dir.display()))?;
-            let blobs = object_store::local::LocalFileSystem::new_with_prefix(&blob_dir)?;
             background.push(tokio::spawn(
                 SourceRunner {
-                    registry: Registry::with_builtin(),
+                    registry: Registry::with_builtin_blobs(blobs.clone()),
                     directory: directory.clone(),
                     ctx: SourceContext {
                         bus: bus.clone(),
                         cursors: Arc::new(StoreCursors(store.clone())),
-                        blobs: Arc::new(blobs),
+                        blobs: blobs.clone(),
                     },
                 }
                 .run(shutdown.clone()),
@@ -252,6 +256,13 @@ impl Application {
                 store: store.clone(),
                 bus: bus.clone(),
                 outbox_ready,
+                blobs: blobs.clone(),
+                auth: Arc::new(inbox_web::http::AuthSettings::new(
+                    config
+                        .public_url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://")),
+                )),
             }));
         }
         if roles.connectors {
@@ -288,9 +299,12 @@ impl Application {
             wait_for_signal().await;
             stop.cancel();
         });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
         shutdown.cancel();
 
         for task in background.into_iter().chain(ops_server) {
@@ -330,10 +344,11 @@ fn worker(
 fn outbound_runner(
     directory: &Arc<dyn ChannelDirectory>,
     bus: &Arc<dyn Bus>,
+    blobs: &Arc<dyn object_store::ObjectStore>,
     config: &Config,
 ) -> OutboundRunner {
     OutboundRunner {
-        registry: Registry::with_builtin(),
+        registry: Registry::with_builtin_blobs(blobs.clone()),
         directory: directory.clone(),
         bus: bus.clone(),
         retry: config.delivery,

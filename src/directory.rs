@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use inbox_connectors::{ChannelDirectory, CursorStore};
 use inbox_core::ids::ChannelId;
 use inbox_core::model::Channel;
-use inbox_core::store::Store;
+use inbox_core::store::{HealthReport, Store};
 use tokio::sync::RwLock;
 
 const TTL: Duration = Duration::from_secs(2);
@@ -51,6 +51,12 @@ impl ChannelDirectory for StoreDirectory {
     async fn channels(&self) -> Result<Vec<Channel>, String> {
         self.store.channels().await.map_err(|e| e.to_string())
     }
+
+    async fn report_health(&self, channel: ChannelId, report: HealthReport) {
+        if let Err(error) = self.store.report_health(channel, &report).await {
+            tracing::warn!(%channel, %error, "Channel health not recorded.");
+        }
+    }
 }
 
 /// Source cursors kept in the store.
@@ -70,6 +76,15 @@ impl CursorStore for StoreCursors {
         self.0
             .set_cursor(channel, name, value)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // A cursor moves only after the bus took what was read: the source is healthy.
+        if let Err(error) = self
+            .0
+            .report_health(channel, &HealthReport::Received(0))
+            .await
+        {
+            tracing::warn!(%channel, %error, "Channel health not recorded.");
+        }
+        Ok(())
     }
 }

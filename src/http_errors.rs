@@ -10,12 +10,13 @@ use serde_json::json;
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    // JSON errors of the API and the UI's HTML error pages are already what the caller reads.
+    let own_body = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if own_body || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (error, message) = match status {

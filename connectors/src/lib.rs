@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use inbox_core::envelope::{ChannelKind, OutboundMessage};
 use inbox_core::ids::ChannelId;
 use inbox_core::model::Channel;
+use inbox_core::store::HealthReport;
 
 /// Read access to the configured channels (added at runtime, so looked up on use).
 #[async_trait]
@@ -25,6 +26,9 @@ pub trait ChannelDirectory: Send + Sync + Debug {
 
     /// Every configured channel, enabled or not.
     async fn channels(&self) -> Result<Vec<Channel>, String>;
+
+    /// Records how a channel is doing (the channels page shows it); best effort.
+    async fn report_health(&self, _channel: ChannelId, _report: HealthReport) {}
 }
 
 /// Where a source keeps its position (persisted only after the bus accepted what it read).
@@ -109,11 +113,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Every connector this build has.
+    /// Every connector this build has, without blob storage: email replies with attachments
+    /// fail (use [`Registry::with_builtin_blobs`]).
     pub fn with_builtin() -> Self {
+        Self::with_builtin_blobs(Arc::new(object_store::memory::InMemory::new()))
+    }
+
+    /// Every connector this build has; attachments of replies are read from `blobs`.
+    pub fn with_builtin_blobs(blobs: Arc<dyn object_store::ObjectStore>) -> Self {
         let mut registry = Registry::default();
         registry.register(Arc::new(webhook::WebhookConnector::new()));
-        registry.register(Arc::new(email::EmailConnector));
+        registry.register(Arc::new(email::EmailConnector::new(blobs)));
         registry
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use inbox_core::bus::{Bus, OutboundConsumer};
 use inbox_core::envelope::{DeliveryReport, DeliveryStatus, InboundEvent, OutboundMessage};
+use inbox_core::store::HealthReport;
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -104,6 +105,13 @@ impl OutboundRunner {
             None => tracing::info!(%message_id, attempts, "Reply delivered."),
             Some(error) => tracing::warn!(%message_id, attempts, %error, "Reply failed."),
         }
+        let health = match &error {
+            None => HealthReport::Delivered,
+            Some(error) => HealthReport::DeliveryFailed(error.clone()),
+        };
+        self.directory
+            .report_health(message.channel_id, health)
+            .await;
         let report = InboundEvent::Delivery(DeliveryReport {
             message_id,
             conversation_id: message.conversation_id,

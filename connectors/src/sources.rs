@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inbox_core::ids::ChannelId;
+use inbox_core::store::HealthReport;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +56,7 @@ impl SourceRunner {
                         let stop = shutdown.child_token();
                         let ctx = self.ctx.clone();
                         let task_stop = stop.clone();
+                        let directory = self.directory.clone();
                         tracing::info!(channel_id = %id, kind = channel.kind.as_str(), "Starting source.");
                         let task = tokio::spawn(async move {
                             let mut backoff = Duration::from_secs(1);
@@ -71,6 +73,12 @@ impl SourceRunner {
                                     Ok(()) => break,
                                     Err(error) => {
                                         tracing::warn!(channel_id = %id, %error, ?backoff, "Source failed; restarting.");
+                                        directory
+                                            .report_health(
+                                                id,
+                                                HealthReport::Error(error.to_string()),
+                                            )
+                                            .await;
                                         metrics::counter!("inbox_source_errors_total").increment(1);
                                     }
                                 }

@@ -336,7 +336,11 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
         received_at: Utc::now(),
         body: Body {
             text: payload.text,
-            html: payload.html,
+            // The same sanitizer as email: the integration's HTML is as untrusted as a mail's.
+            html: payload
+                .html
+                .map(|h| crate::email::parse::sanitize_html(&h))
+                .filter(|h| !h.trim().is_empty()),
         },
         attachments,
         raw: None,

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::envelope::{
-    Body, DeliveryStatus, DomainEvent, DomainEventKind, OutboundMessage, Party, SCHEMA_VERSION,
-    ThreadHints,
+    AttachmentRef, Body, DeliveryStatus, DomainEvent, DomainEventKind, OutboundMessage, Party,
+    SCHEMA_VERSION, ThreadHints,
 };
 use crate::ids::{ConversationId, MessageId};
 use crate::ingest::preview;
@@ -20,6 +20,8 @@ use crate::store::{ConversationPatch, NewEvent, NewMessage, Store, StoreError, S
 const MAX_TEXT: usize = 100_000;
 const MAX_LABELS: usize = 50;
 const MAX_LABEL_CHARS: usize = 50;
+/// Most attachments on one reply.
+const MAX_ATTACHMENTS: usize = 20;
 
 /// The result of an agent's reply or note.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +32,15 @@ pub struct Posted {
     pub domain_events: Vec<DomainEvent>,
 }
 
-/// Stores an agent's reply (delivered on the conversation's channel) or private note.
+/// Stores an agent's reply (delivered on the conversation's channel) or private note, with the
+/// files it carries (already in blob storage; the caller checked they exist).
 pub async fn post_message(
     store: &Store,
     conversation_id: ConversationId,
     agent: &Agent,
     text: &str,
     private: bool,
+    attachments: &[AttachmentRef],
 ) -> StoreResult<Posted> {
     let text = text.trim();
     if text.is_empty() || text.len() > MAX_TEXT {
@@ -45,6 +49,13 @@ pub async fn post_message(
             message: format!("must be 1 to {MAX_TEXT} characters"),
         });
     }
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(StoreError::Invalid {
+            field: "attachments",
+            message: format!("at most {MAX_ATTACHMENTS} files"),
+        });
+    }
+    let attachments_json = serde_json::to_string(attachments).unwrap_or_else(|_| "[]".into());
     let now: DateTime<Utc> = Utc::now();
     let at = to_millis(now);
     let mut tx = store.begin().await?;
@@ -80,7 +91,7 @@ pub async fn post_message(
         html: None,
         subject: subject.clone(),
         in_reply_to: None,
-        attachments: "[]".to_owned(),
+        attachments: attachments_json,
         raw_ref: None,
         thread_reason: ThreadReason::Agent,
         sent_at: at,
@@ -119,7 +130,7 @@ pub async fn post_message(
                 text: text.to_owned(),
                 html: None,
             },
-            attachments: Vec::new(),
+            attachments: attachments.to_vec(),
             author: Some(agent.name.clone()),
             created_at: now,
         };
@@ -331,4 +342,224 @@ pub async fn wake_snoozed(store: &Store) -> StoreResult<Vec<DomainEvent>> {
     tx.insert_events(&events).await?;
     tx.commit().await?;
     Ok(domain)
+}
+
+/// The advisory-lock key of an identity, as the ingest funnel takes it: a merge or unmerge
+/// holding it makes a concurrent batch from that customer wait (and then see the result).
+fn identity_lock_keys(identities: &[crate::model::Identity]) -> Vec<String> {
+    identities
+        .iter()
+        .map(|i| format!("identity\0{}\0{}", i.namespace, i.handle))
+        .collect()
+}
+
+/// Fills `kept` (absent or blank) with `absorbed`'s value, recording it.
+fn fill_field(
+    field: &str,
+    kept: &mut Option<String>,
+    absorbed: &Option<String>,
+    filled: &mut Vec<crate::store::FilledField>,
+) {
+    let missing = kept.as_deref().is_none_or(|v| v.trim().is_empty());
+    if let Some(value) = absorbed.as_deref().filter(|v| !v.trim().is_empty())
+        && missing
+    {
+        filled.push(crate::store::FilledField {
+            field: field.to_owned(),
+            before: kept.clone(),
+            after: value.to_owned(),
+        });
+        *kept = Some(value.to_owned());
+    }
+}
+
+/// Merges contact `absorb` into `keep` (DESIGN §5 Identity): the absorbed contact's identities,
+/// conversations and messages move to the kept one, which gets the absorbed one's name, email
+/// and phone where it has none. Everything that moved is recorded, so [`unmerge_contacts`] can
+/// put it back; the absorbed contact stays, pointing at the kept one. Each moved conversation's
+/// log gets a `merged` row. Merging a contact into itself, or a contact that is merged already,
+/// is `Invalid` naming the field (`absorb` or `keep`).
+pub async fn merge_contacts(
+    store: &Store,
+    keep: crate::ids::ContactId,
+    absorb: crate::ids::ContactId,
+    agent: &Agent,
+) -> StoreResult<crate::store::MergeId> {
+    use crate::store::{ContactMerge, MergeId};
+
+    if keep == absorb {
+        return Err(StoreError::Invalid {
+            field: "absorb",
+            message: "cannot merge a contact into itself".into(),
+        });
+    }
+    let at = to_millis(Utc::now());
+    let mut tx = store.begin().await?;
+    let contacts = tx.contacts_for_update(&[keep, absorb]).await?;
+    let find = |id| {
+        contacts
+            .iter()
+            .find(|c| c.contact.id == id)
+            .cloned()
+            .ok_or(StoreError::NotFound("contact"))
+    };
+    let (kept, absorbed) = (find(keep)?, find(absorb)?);
+    if let Some(into) = absorbed.merged_into {
+        return Err(StoreError::Invalid {
+            field: "absorb",
+            message: format!("contact {absorb} is merged into {into} already"),
+        });
+    }
+    if let Some(into) = kept.merged_into {
+        return Err(StoreError::Invalid {
+            field: "keep",
+            message: format!("contact {keep} is merged into {into}"),
+        });
+    }
+    // Lock the absorbed contact's identities, then read them again under the locks (a batch
+    // that was storing a new one has committed by then).
+    let mut identities = tx.identities_of(absorb).await?;
+    for _ in 0..3 {
+        tx.lock_keys(&identity_lock_keys(&identities)).await?;
+        let again = tx.identities_of(absorb).await?;
+        let settled = again.iter().all(|i| identities.contains(i));
+        identities = again;
+        if settled {
+            break;
+        }
+    }
+    let conversations = tx.conversation_ids_of(absorb).await?;
+    let mut fields = kept.contact.clone();
+    let mut filled = Vec::new();
+    for (field, value, from) in [
+        ("name", &mut fields.name, &absorbed.contact.name),
+        ("email", &mut fields.email, &absorbed.contact.email),
+        ("phone", &mut fields.phone, &absorbed.contact.phone),
+    ] {
+        fill_field(field, value, from, &mut filled);
+    }
+    let merge = ContactMerge {
+        id: MergeId::new(),
+        kept_id: keep,
+        absorbed_id: absorb,
+        moved_identities: identities,
+        moved_conversations: conversations,
+        moved_messages: 0,
+        filled_fields: filled,
+        seq_at_merge: tx.max_ingest_seq().await?,
+        merged_by: Some(agent.id),
+        merged_at: from_millis(at),
+        undone_by: None,
+        undone_at: None,
+    };
+    let moved_messages = tx.apply_contact_merge(&merge).await?;
+    if !merge.filled_fields.is_empty() {
+        tx.set_contact_fields(&fields).await?;
+    }
+    tx.set_merged_into(absorb, Some(keep)).await?;
+    tx.insert_agent_events(
+        &merge.moved_conversations,
+        "merged",
+        agent.id,
+        &serde_json::json!({
+            "merge_id": merge.id,
+            "kept": keep,
+            "absorbed": absorb,
+            "moved_messages": moved_messages,
+        }),
+        at,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(merge.id)
+}
+
+/// Undoes a merge: what moved goes back to the absorbed contact (identities, conversations,
+/// messages), and so does what arrived from its identities while merged (conversations they
+/// opened and messages they sent); the kept contact's fields the merge filled are emptied again
+/// unless changed since, and the absorbed contact stands on its own again. Each conversation
+/// that went back gets an `unmerged` log row. An unknown merge is `NotFound`; one undone
+/// already, or whose kept contact has since been merged into another (unmerge that first), is
+/// `Invalid` naming `merge`.
+pub async fn unmerge_contacts(
+    store: &Store,
+    merge_id: crate::store::MergeId,
+    agent: &Agent,
+) -> StoreResult<()> {
+    let at = to_millis(Utc::now());
+    let mut tx = store.begin().await?;
+    let merge = tx
+        .contact_merge_for_update(merge_id)
+        .await?
+        .ok_or(StoreError::NotFound("contact merge"))?;
+    if merge.undone_at.is_some() {
+        return Err(StoreError::Invalid {
+            field: "merge",
+            message: format!("merge {merge_id} was undone already"),
+        });
+    }
+    let contacts = tx
+        .contacts_for_update(&[merge.kept_id, merge.absorbed_id])
+        .await?;
+    let find = |id| {
+        contacts
+            .iter()
+            .find(|c| c.contact.id == id)
+            .cloned()
+            .ok_or(StoreError::NotFound("contact"))
+    };
+    let (kept, absorbed) = (find(merge.kept_id)?, find(merge.absorbed_id)?);
+    if let Some(into) = kept.merged_into {
+        return Err(StoreError::Invalid {
+            field: "merge",
+            message: format!(
+                "contact {} has since been merged into {into}: unmerge that first",
+                merge.kept_id
+            ),
+        });
+    }
+    if absorbed.merged_into != Some(merge.kept_id) {
+        return Err(StoreError::Invalid {
+            field: "merge",
+            message: format!(
+                "contact {} is not merged into {}",
+                merge.absorbed_id, merge.kept_id
+            ),
+        });
+    }
+    tx.lock_keys(&identity_lock_keys(&merge.moved_identities))
+        .await?;
+    let mut fields = kept.contact.clone();
+    let mut restored = false;
+    for filled in &merge.filled_fields {
+        let value = match filled.field.as_str() {
+            "name" => &mut fields.name,
+            "email" => &mut fields.email,
+            "phone" => &mut fields.phone,
+            _ => continue,
+        };
+        if value.as_deref() == Some(filled.after.as_str()) {
+            *value = filled.before.clone();
+            restored = true;
+        }
+    }
+    if restored {
+        tx.set_contact_fields(&fields).await?;
+    }
+    let back = tx.revert_contact_merge(&merge, agent.id, at).await?;
+    tx.set_merged_into(merge.absorbed_id, None).await?;
+    tx.insert_agent_events(
+        &back,
+        "unmerged",
+        agent.id,
+        &serde_json::json!({
+            "merge_id": merge.id,
+            "kept": merge.kept_id,
+            "absorbed": merge.absorbed_id,
+        }),
+        at,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -1044,10 +1044,16 @@ contract!(agent_actions, |store| async move {
     );
 
     // A reply.
-    let posted =
-        actions::post_message(&store, conversation_id, &agent, "  Thanks, on it!  ", false)
-            .await
-            .unwrap();
+    let posted = actions::post_message(
+        &store,
+        conversation_id,
+        &agent,
+        "  Thanks, on it!  ",
+        false,
+        &[],
+    )
+    .await
+    .unwrap();
     let reply = &posted.message;
     assert_eq!(reply.direction, Direction::Outbound);
     assert_eq!(reply.delivery_status, Some(DeliveryStatus::Queued));
@@ -1079,9 +1085,16 @@ contract!(agent_actions, |store| async move {
     assert_eq!(history_now.last().map(|m| m.id), Some(reply.id));
 
     // A private note: no delivery.
-    let note = actions::post_message(&store, conversation_id, &agent, "customer is VIP", true)
-        .await
-        .unwrap();
+    let note = actions::post_message(
+        &store,
+        conversation_id,
+        &agent,
+        "customer is VIP",
+        true,
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(note.message.direction, Direction::Note);
     assert_eq!(note.message.delivery_status, None);
     assert_eq!(note.outbound, None);
@@ -1094,7 +1107,7 @@ contract!(agent_actions, |store| async move {
     );
 
     for text in ["", "   \n "] {
-        match actions::post_message(&store, conversation_id, &agent, text, false).await {
+        match actions::post_message(&store, conversation_id, &agent, text, false, &[]).await {
             Err(StoreError::Invalid { field, .. }) => assert_eq!(field, "text"),
             other => panic!("empty text must be Invalid{{text}}, got {other:?}"),
         }
@@ -1105,7 +1118,8 @@ contract!(agent_actions, |store| async move {
             inbox_core::ids::ConversationId::new(),
             &agent,
             "x",
-            false
+            false,
+            &[],
         )
         .await,
         Err(StoreError::NotFound("conversation"))
@@ -1281,7 +1295,7 @@ contract!(delivery_reports, |store| async move {
         secs(now_ms(), -60),
     );
     let (_, conversation_id, _) = stored(&ingest_one(&store, &question).await);
-    let reply = actions::post_message(&store, conversation_id, &agent, "answer", false)
+    let reply = actions::post_message(&store, conversation_id, &agent, "answer", false, &[])
         .await
         .unwrap()
         .message;
@@ -1339,10 +1353,11 @@ contract!(delivery_reports, |store| async move {
     );
 
     // A failure keeps its error visible.
-    let second = actions::post_message(&store, conversation_id, &agent, "second answer", false)
-        .await
-        .unwrap()
-        .message;
+    let second =
+        actions::post_message(&store, conversation_id, &agent, "second answer", false, &[])
+            .await
+            .unwrap()
+            .message;
     let failed = DeliveryReport {
         message_id: second.id,
         conversation_id,
@@ -1460,7 +1475,7 @@ contract!(reopen_after_restart, |store, db| async move {
     let agent = new_agent(&store, "agent@example.com").await;
     let m = inbound(&channel, "ext-1", "42", "survive a restart");
     let (_, conversation_id, _) = stored(&ingest_one(&store, &m).await);
-    let reply = actions::post_message(&store, conversation_id, &agent, "noted", false)
+    let reply = actions::post_message(&store, conversation_id, &agent, "noted", false, &[])
         .await
         .unwrap()
         .message;
@@ -1518,7 +1533,7 @@ contract!(delivery_external_id_conflict, |store| async move {
     let (_, conversation_id, _) = stored(&ingest_one(&store, &question).await);
     let mut replies = Vec::new();
     for text in ["one", "two"] {
-        let reply = actions::post_message(&store, conversation_id, &agent, text, false)
+        let reply = actions::post_message(&store, conversation_id, &agent, text, false, &[])
             .await
             .unwrap()
             .message;
@@ -1794,7 +1809,7 @@ contract!(email_threading, |store| async move {
 
     // A bounce of our reply marks that reply failed with the reason.
     let agent = new_agent(&store, "agent@shop.test").await;
-    let reply = actions::post_message(&store, order, &agent, "on its way", false)
+    let reply = actions::post_message(&store, order, &agent, "on its way", false, &[])
         .await
         .unwrap()
         .message;

@@ -1,5 +1,7 @@
-//! The agents' side of the inbox: the JSON API (and, later, the web UI).
+//! The agents' side of the inbox: the JSON API and the web UI (server-rendered pages, a small
+//! script of our own for live updates and shortcuts, assets embedded in the binary).
 
 pub mod http;
+pub mod ui;
 
 pub use http::{WebState, router};

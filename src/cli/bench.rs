@@ -33,6 +33,8 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// Parse + normalize throughput of the email corpus (no I/O, no store).
     Email(email_bench::EmailArgs),
+    /// Latency of the agents' API (list, open, search) on a seeded inbox under open-loop load.
+    Web(super::bench_web::WebArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +77,7 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
     let args = match command {
         BenchCommand::Ingest(args) => args,
         BenchCommand::Email(args) => return email_bench::run(&args),
+        BenchCommand::Web(args) => return super::bench_web::run(config, &args).await,
     };
     let customers = args.customers.unwrap_or((args.messages / 5).max(1));
     let partitions = args.partitions.unwrap_or(match args.store {
@@ -256,7 +259,7 @@ impl BenchStore {
 }
 
 /// The URL of another database on the same server.
-fn with_database(url: &str, database: &str) -> String {
+pub(super) fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),

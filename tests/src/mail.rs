@@ -1,5 +1,7 @@
 //! The email test services (`tests/services/mail`): Dovecot IMAP with the users `support` and
 //! `customer` (password `secret`, domain `example.test`) and an SMTP server delivering into them.
+//! [`MailServer::start_tls`] starts a Dovecot that requires TLS, with IMAPS on an extra port and a
+//! certificate from a CA made for the run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +23,12 @@ pub struct MailServer {
     pub password_file: PathBuf,
     /// Dovecot's configuration (`DOVECOT_CONF` of the start line), to stop and start it alone.
     pub dovecot_conf: PathBuf,
+    /// With [`MailServer::start_tls`]: the IMAPS port.
+    pub imaps_port: Option<u16>,
+    /// With [`MailServer::start_tls`]: the PEM of the CA that issued Dovecot's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// With [`MailServer::start_tls`]: the PEM of an unrelated CA (a wrong one to trust).
+    pub other_ca_file: Option<PathBuf>,
 }
 
 fn script() -> PathBuf {
@@ -34,14 +42,39 @@ fn port_of(line: &str, key: &str) -> u16 {
         .unwrap_or_else(|| panic!("no {key} port in `{line}`"))
 }
 
+fn value_of(line: &str, key: &str) -> Option<String> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+}
+
 impl MailServer {
+    /// Plain IMAP and SMTP.
     pub fn start() -> MailServer {
+        Self::start_with(&[])
+    }
+
+    /// Dovecot with `ssl = required`: IMAPS on [`MailServer::imaps_port`] with a certificate for
+    /// 127.0.0.1 issued by [`MailServer::ca_file`] (Dovecot counts loopback clients as secured,
+    /// so plain IMAP logins still work from here). SMTP stays plain. Its log, `dovecot.log` beside
+    /// [`MailServer::dovecot_conf`], says `TLS` on each login over TLS.
+    pub fn start_tls() -> MailServer {
+        let server = Self::start_with(&["--tls"]);
+        assert!(
+            server.imaps_port.is_some() && server.ca_file.is_some(),
+            "tests/services/mail start --tls printed no IMAPS port or CA file"
+        );
+        server
+    }
+
+    fn start_with(options: &[&str]) -> MailServer {
         let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         // The mail user must be able to enter the state dir.
         let _ = Command::new("chmod").arg("711").arg(state.path()).status();
         let out = Command::new(script())
             .arg("start")
             .arg(state.path().join("mail"))
+            .args(options)
             .output()
             .unwrap_or_else(|e| panic!("tests/services/mail does not run: {e}"));
         assert!(
@@ -61,6 +94,9 @@ impl MailServer {
             dovecot_conf,
             imap_port: port_of(&line, "IMAP"),
             smtp_port: port_of(&line, "SMTP"),
+            imaps_port: value_of(&line, "IMAPS").map(|_| port_of(&line, "IMAPS")),
+            ca_file: value_of(&line, "CA_FILE").map(PathBuf::from),
+            other_ca_file: value_of(&line, "OTHER_CA_FILE").map(PathBuf::from),
             state,
             password_file,
         }
@@ -288,7 +324,14 @@ impl ImapClient {
 
     /// One response line, literals (`{n}`) included inline.
     async fn read_response_line(&mut self) -> String {
+        self.read_response().await.0
+    }
+
+    /// One response line with its literals (`{n}`) included inline, and those literals' exact
+    /// bytes.
+    async fn read_response(&mut self) -> (String, Vec<Vec<u8>>) {
         let mut line = String::new();
+        let mut literals = Vec::new();
         loop {
             let mut part = String::new();
             let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut part))
@@ -310,10 +353,44 @@ impl ImapClient {
                         .await
                         .unwrap_or_else(|e| panic!("IMAP literal: {e}"));
                     line.push_str(&String::from_utf8_lossy(&bytes));
+                    literals.push(bytes);
                 }
-                None => return line,
+                None => return (line, literals),
             }
         }
+    }
+
+    /// Runs one command; returns the literals of its untagged responses (exact bytes), panics
+    /// unless it ends in `OK`.
+    pub async fn command_literals(&mut self, command: &str) -> Vec<Vec<u8>> {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.writer
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("IMAP write: {e}"));
+        let mut literals = Vec::new();
+        loop {
+            let (line, mut more) = self.read_response().await;
+            if let Some(status) = line.strip_prefix(&format!("{tag} ")) {
+                assert!(status.starts_with("OK"), "IMAP `{command}`: {line}");
+                return literals;
+            }
+            literals.append(&mut more);
+        }
+    }
+
+    /// Every message of the selected mailbox, as raw bytes, in UID order (read with
+    /// `BODY.PEEK[]`, so flags stay as they are).
+    pub async fn fetch_all_raw(&mut self) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        for uid in self.uid_search("ALL").await {
+            all.extend(
+                self.command_literals(&format!("UID FETCH {uid} (BODY.PEEK[])"))
+                    .await,
+            );
+        }
+        all
     }
 
     /// Runs one command; returns its untagged responses, panics unless it ends in `OK`.
@@ -332,6 +409,34 @@ impl ImapClient {
                 return untagged;
             }
             untagged.push(line);
+        }
+    }
+
+    /// Appends a raw message to `mailbox` with the given internal date (IMAP's `dd-Mon-yyyy
+    /// hh:mm:ss +zzzz`, what `SINCE` looks at), as a mail client moving old mail in would.
+    pub async fn append(&mut self, mailbox: &str, internal_date: &str, raw: &[u8]) {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        // LITERAL+ (Dovecot has it): no continuation request to wait for.
+        let mut command = format!(
+            "{tag} APPEND {} {} {{{}+}}\r\n",
+            quoted(mailbox),
+            quoted(internal_date),
+            raw.len()
+        )
+        .into_bytes();
+        command.extend_from_slice(raw);
+        command.extend_from_slice(b"\r\n");
+        self.writer
+            .write_all(&command)
+            .await
+            .unwrap_or_else(|e| panic!("IMAP write: {e}"));
+        loop {
+            let line = self.read_response_line().await;
+            if let Some(status) = line.strip_prefix(&format!("{tag} ")) {
+                assert!(status.starts_with("OK"), "IMAP APPEND: {line}");
+                return;
+            }
         }
     }
 
@@ -401,8 +506,23 @@ impl MailServer {
             password_env: None,
             password_file: Some(self.password_file.clone()),
             tls: false,
+            tls_ca_file: None,
             since_days: 30,
             message_id_domain: None,
+        }
+    }
+
+    /// The `support` channel reading over IMAPS (server started with [`MailServer::start_tls`])
+    /// and trusting `ca_file`. `tls` also means SMTP with STARTTLS, which the test SMTP server
+    /// does not offer: replies cannot be sent on this channel.
+    pub fn support_tls_config(&self, ca_file: &Path) -> inbox_connectors::email::EmailConfig {
+        inbox_connectors::email::EmailConfig {
+            imap_port: self
+                .imaps_port
+                .unwrap_or_else(|| panic!("IMAPS needs MailServer::start_tls")),
+            tls: true,
+            tls_ca_file: Some(ca_file.to_path_buf()),
+            ..self.support_config()
         }
     }
 }

@@ -703,10 +703,11 @@ async fn undelivered_reply_is_delivered_after_restart(backend: Backend) {
     let stopped = app.stop().await;
     let store = stopped.open_store().await;
     let conversation = conversation_id.parse().expect("conversation id");
-    let unpublished = actions::post_message(&store, conversation, &stopped.admin, "(a)", false)
-        .await
-        .expect("store reply (a)");
-    let published = actions::post_message(&store, conversation, &stopped.admin, "(b)", false)
+    let unpublished =
+        actions::post_message(&store, conversation, &stopped.admin, "(a)", false, &[])
+            .await
+            .expect("store reply (a)");
+    let published = actions::post_message(&store, conversation, &stopped.admin, "(b)", false, &[])
         .await
         .expect("store reply (b)");
     store

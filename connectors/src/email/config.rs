@@ -44,6 +44,10 @@ pub struct EmailConfig {
     /// TLS (IMAPS, SMTP STARTTLS). Plain connections are for local test servers only.
     #[serde(default = "yes")]
     pub tls: bool,
+    /// A PEM file of CA certificates to trust for IMAPS and SMTP STARTTLS, in addition to the
+    /// public web roots: for a mail server whose certificate comes from a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// On first start, mail of the last this-many days is ingested.
     #[serde(default = "thirty")]
     pub since_days: u32,
@@ -80,5 +84,28 @@ impl EmailConfig {
             .as_deref()
             .ok_or("the channel has neither password_env nor password_file")?;
         std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+    }
+
+    /// The certificates of `tls_ca_file` (DER), none when it is not set.
+    pub fn extra_roots(
+        &self,
+    ) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(Vec::new());
+        };
+        let pem =
+            std::fs::read(path).map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "tls_ca_file {}: no PEM certificate in it",
+                path.display()
+            ));
+        }
+        Ok(certs)
     }
 }

@@ -68,18 +68,36 @@ async fn connect(config: &EmailConfig) -> Result<ImapSession, String> {
         })?
         .map_err(|e| format!("IMAP {}:{}: {e}", config.imap_host, config.imap_port))?;
     let stream: Box<dyn Stream> = if config.tls {
-        let roots = tokio_rustls::rustls::RootCertStore {
+        let mut roots = tokio_rustls::rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        for cert in config.extra_roots()? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("tls_ca_file: unusable certificate: {e}"))?;
+        }
         let tls = tokio_rustls::rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from(config.imap_host.clone())
             .map_err(|e| format!("imap_host: {e}"))?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("IMAP TLS: {e}"))?;
+        let stream = tokio::time::timeout(
+            Duration::from_secs(15),
+            tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "IMAP {}:{}: TLS handshake timed out",
+                config.imap_host, config.imap_port
+            )
+        })?
+        .map_err(|e| {
+            format!(
+                "IMAP {}:{}: TLS handshake failed: {e}",
+                config.imap_host, config.imap_port
+            )
+        })?;
         Box::new(stream)
     } else {
         Box::new(tcp)
@@ -101,15 +119,86 @@ async fn connect(config: &EmailConfig) -> Result<ImapSession, String> {
         .map_err(|(e, _)| format!("IMAP login: {e}"))
 }
 
-/// Reads the mailbox until `stop` fires.
-pub async fn run(
-    channel: Channel,
-    config: EmailConfig,
-    ctx: SourceContext,
-    stop: CancellationToken,
-) -> Result<(), String> {
+/// Told how a [`sync`] advances: how many messages it has to read, then each one read.
+pub trait SyncProgress: Send + Sync {
+    /// `total` messages to read (the backfill window, or what is above the cursor).
+    fn started(&self, total: u64);
+    /// One more message handed to the bus (stored or dead-lettered).
+    fn fetched(&self);
+}
+
+/// No progress to show (the running source).
+impl SyncProgress for () {
+    fn started(&self, _total: u64) {}
+    fn fetched(&self) {}
+}
+
+/// What one [`sync`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Messages there were to read.
+    pub total: usize,
+    /// Messages read and handed to the bus.
+    pub fetched: usize,
+    /// The cursor it left (the one the running source continues from).
+    pub position: Position,
+    /// The stored cursor was missing or of another UIDVALIDITY: the backfill window was read.
+    pub backfill: bool,
+}
+
+/// A selected mailbox and what is to be read in it.
+struct Opened {
+    session: ImapSession,
+    /// Where reading starts.
+    start: Position,
+    /// UIDs to read, ascending.
+    uids: Vec<u32>,
+    /// The backfill window is read (no cursor for this UIDVALIDITY).
+    backfill: bool,
+    /// After a backfill: the highest UID at SELECT time. Mail up to it that is not in the window
+    /// is older than the window and is never to be read.
+    skip_to: u32,
+}
+
+impl Opened {
+    /// Reads the UIDs; after a whole backfill, moves the cursor past the mail older than the
+    /// window, so neither the source nor the next sync reads it later.
+    async fn read(
+        &mut self,
+        channel: &Channel,
+        ctx: &SourceContext,
+        progress: &dyn SyncProgress,
+        stop: &CancellationToken,
+    ) -> Result<Position, String> {
+        let mut position = ingest_uids(
+            &mut self.session,
+            channel,
+            ctx,
+            self.start,
+            &self.uids,
+            progress,
+            stop,
+        )
+        .await?;
+        if self.backfill && !stop.is_cancelled() && self.skip_to > position.uid {
+            position.uid = self.skip_to;
+            ctx.cursors
+                .set(channel.id, CURSOR, &position.encode())
+                .await?;
+        }
+        Ok(position)
+    }
+}
+
+/// Connects, selects the mailbox and works out what is to be read: above the stored cursor, or
+/// the backfill window when there is no cursor for this UIDVALIDITY.
+async fn open(
+    channel: &Channel,
+    config: &EmailConfig,
+    ctx: &SourceContext,
+) -> Result<Opened, String> {
     let channel_id = channel.id;
-    let mut session = connect(&config).await?;
+    let mut session = connect(config).await?;
     let mailbox = session
         .select(&config.mailbox)
         .await
@@ -121,8 +210,17 @@ pub async fn run(
         .await?
         .as_deref()
         .and_then(Position::decode);
-    let mut position = match stored {
-        Some(p) if p.uid_validity == uid_validity => p,
+    match stored {
+        Some(position) if position.uid_validity == uid_validity => {
+            let uids = uids_above(&mut session, position).await?;
+            Ok(Opened {
+                session,
+                start: position,
+                uids,
+                backfill: false,
+                skip_to: 0,
+            })
+        }
         other => {
             if other.is_some() {
                 tracing::warn!(%channel_id, uid_validity, "UIDVALIDITY changed; re-reading the backfill window.");
@@ -139,9 +237,28 @@ pub async fn run(
                 uid_validity,
                 uid: 0,
             };
-            ingest_uids(&mut session, &channel, &ctx, start, &uids, &stop).await?
+            Ok(Opened {
+                session,
+                start,
+                uids,
+                backfill: true,
+                skip_to: mailbox.uid_next.unwrap_or(1).saturating_sub(1),
+            })
         }
-    };
+    }
+}
+
+/// Reads the mailbox until `stop` fires.
+pub async fn run(
+    channel: Channel,
+    config: EmailConfig,
+    ctx: SourceContext,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let channel_id = channel.id;
+    let mut opened = open(&channel, &config, &ctx).await?;
+    let mut position = opened.read(&channel, &ctx, &(), &stop).await?;
+    let mut session = opened.session;
     tracing::info!(%channel_id, uid = position.uid, "Mailbox in sync.");
     loop {
         position = fetch_new(&mut session, &channel, &ctx, position, &stop).await?;
@@ -156,6 +273,61 @@ pub async fn run(
     }
 }
 
+/// Reads what the running source would read first (the backfill window at the first start, or
+/// everything above the cursor), reporting progress, then logs out: `inbox channel sync`. It
+/// moves the same cursor as [`run`], so a source started afterwards continues where it stopped.
+pub async fn sync(
+    channel: &Channel,
+    config: &EmailConfig,
+    ctx: &SourceContext,
+    progress: &dyn SyncProgress,
+    stop: &CancellationToken,
+) -> Result<SyncReport, String> {
+    let mut opened = open(channel, config, ctx).await?;
+    progress.started(opened.uids.len() as u64);
+    let counted = CountingProgress {
+        inner: progress,
+        fetched: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let position = opened.read(channel, ctx, &counted, stop).await?;
+    let _ = opened.session.logout().await;
+    Ok(SyncReport {
+        total: opened.uids.len(),
+        fetched: counted.fetched.into_inner(),
+        position,
+        backfill: opened.backfill,
+    })
+}
+
+struct CountingProgress<'a> {
+    inner: &'a dyn SyncProgress,
+    fetched: std::sync::atomic::AtomicUsize,
+}
+
+impl SyncProgress for CountingProgress<'_> {
+    fn started(&self, total: u64) {
+        self.inner.started(total);
+    }
+
+    fn fetched(&self) {
+        self.fetched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.fetched();
+    }
+}
+
+/// UIDs above the position, sorted.
+async fn uids_above(session: &mut ImapSession, position: Position) -> Result<Vec<u32>, String> {
+    let uids = session
+        .uid_search(format!("UID {}:*", position.uid.saturating_add(1)))
+        .await
+        .map_err(|e| format!("UID SEARCH: {e}"))?;
+    // `n:*` always matches the last message, even below n.
+    let mut uids: Vec<u32> = uids.into_iter().filter(|uid| *uid > position.uid).collect();
+    uids.sort_unstable();
+    Ok(uids)
+}
+
 /// Everything above the position.
 async fn fetch_new(
     session: &mut ImapSession,
@@ -164,14 +336,8 @@ async fn fetch_new(
     position: Position,
     stop: &CancellationToken,
 ) -> Result<Position, String> {
-    let uids = session
-        .uid_search(format!("UID {}:*", position.uid.saturating_add(1)))
-        .await
-        .map_err(|e| format!("UID SEARCH: {e}"))?;
-    // `n:*` always matches the last message, even below n.
-    let mut uids: Vec<u32> = uids.into_iter().filter(|uid| *uid > position.uid).collect();
-    uids.sort_unstable();
-    ingest_uids(session, channel, ctx, position, &uids, stop).await
+    let uids = uids_above(session, position).await?;
+    ingest_uids(session, channel, ctx, position, &uids, &(), stop).await
 }
 
 async fn ingest_uids(
@@ -180,6 +346,7 @@ async fn ingest_uids(
     ctx: &SourceContext,
     mut position: Position,
     uids: &[u32],
+    progress: &dyn SyncProgress,
     stop: &CancellationToken,
 ) -> Result<Position, String> {
     for chunk in uids.chunks(FETCH_CHUNK) {
@@ -215,6 +382,7 @@ async fn ingest_uids(
             ctx.cursors
                 .set(channel.id, CURSOR, &position.encode())
                 .await?;
+            progress.fetched();
         }
     }
     Ok(position)

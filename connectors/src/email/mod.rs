@@ -6,17 +6,36 @@ pub mod parse;
 pub mod sample;
 pub mod smtp;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 pub use config::EmailConfig;
 use inbox_core::envelope::{ChannelKind, OutboundMessage};
 use inbox_core::model::Channel;
+use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Connector, Delivered, DeliveryError, SourceContext};
 
-/// Email channels: read by IMAP, answered by SMTP.
-#[derive(Debug, Clone, Default)]
-pub struct EmailConnector;
+/// Email channels: read by IMAP, answered by SMTP with the attachments read from `blobs`.
+#[derive(Debug, Clone)]
+pub struct EmailConnector {
+    blobs: Arc<dyn ObjectStore>,
+}
+
+impl EmailConnector {
+    /// Replies' attachments are read from `blobs` (where the API stored the uploads).
+    pub fn new(blobs: Arc<dyn ObjectStore>) -> Self {
+        EmailConnector { blobs }
+    }
+}
+
+/// Without blob storage (an empty in-memory store): replies with attachments fail.
+impl Default for EmailConnector {
+    fn default() -> Self {
+        EmailConnector::new(Arc::new(object_store::memory::InMemory::new()))
+    }
+}
 
 #[async_trait]
 impl Connector for EmailConnector {
@@ -29,7 +48,7 @@ impl Connector for EmailConnector {
         channel: &Channel,
         message: &OutboundMessage,
     ) -> Result<Delivered, DeliveryError> {
-        smtp::SmtpConnector.deliver(channel, message).await
+        smtp::send(channel, message, self.blobs.as_ref()).await
     }
 
     fn has_source(&self) -> bool {

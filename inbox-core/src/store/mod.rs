@@ -5,18 +5,26 @@
 //! how a write transaction begins and row locking. Each method body is written once and expanded for
 //! both concrete sqlx drivers by [`on_pool!`] / [`on_tx!`], so no query is kept twice.
 
+mod accounts;
+mod canned;
+mod contacts;
 mod postgres;
 mod queries;
+mod search;
 mod sqlite;
 
 use std::path::PathBuf;
 
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+pub use accounts::{AgentSummary, ApiTokenInfo, ChannelHealth, HealthReport, Session};
+pub use canned::{CannedReply, CannedReplyId, CannedReplyInput};
+pub use contacts::{ContactMerge, FilledField, MergeId};
 pub use queries::{
     ConversationFilter, ConversationPage, ConversationPatch, ConversationState, KnownExternalId,
     MessagePage, NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,
 };
+pub use search::{COUNT_CAP, ConversationCounts, SearchHit, SearchPage, StatusCounts};
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, FromRow, QueryBuilder};
 
+use super::search::{LabelFilter, TextFilter};
 use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
 use crate::envelope::{ChannelKind, DeliveryReport, DeliveryStatus, OutboundMessage};
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
@@ -50,12 +51,12 @@ impl TryFrom<ChannelRow> for Channel {
 }
 
 #[derive(FromRow)]
-struct AgentRow {
-    id: AgentId,
-    email: String,
-    name: String,
-    role: String,
-    created_at: i64,
+pub(super) struct AgentRow {
+    pub(super) id: AgentId,
+    pub(super) email: String,
+    pub(super) name: String,
+    pub(super) role: String,
+    pub(super) created_at: i64,
 }
 
 impl TryFrom<AgentRow> for Agent {
@@ -287,6 +288,14 @@ pub struct ConversationFilter {
     /// `Some(None)`: unassigned only; `Some(Some(id))`: assigned to that agent.
     pub assignee: Option<Option<AgentId>>,
     pub channel: Option<ChannelId>,
+    /// Only conversations with a message (reply and note included) matching this search, in the
+    /// syntax of [`Store::search_messages`]. Ignored when it has nothing to search for.
+    pub q: Option<String>,
+    /// Only conversations carrying this label (compared trimmed and lower-cased, as labels are
+    /// stored). Ignored when blank.
+    pub label: Option<String>,
+    /// Only conversations with unread customer messages.
+    pub unread_only: bool,
 }
 
 /// Keyset position in a list ordered by a time and a unique tie-breaker.
@@ -395,7 +404,7 @@ fn page<T>(
     (items, next)
 }
 
-fn token_hash(token: &str) -> String {
+pub(super) fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -551,7 +560,7 @@ impl Store {
         let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, AgentRow>(
             "SELECT a.id, a.email, a.name, a.role, a.created_at
              FROM api_tokens t JOIN agents a ON a.id = t.agent_id
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND a.disabled_at IS NULL",
         )
         .bind(token_hash(token))
         .fetch_optional(pool)
@@ -581,6 +590,26 @@ impl Store {
         limit: u32,
     ) -> StoreResult<ConversationPage> {
         let limit = limit.clamp(1, 200);
+        // The text and label filters first look at how many rows they match, to pick the
+        // statement that stays cheap for both a rare and a common word or label.
+        let text = match filter.q.as_deref() {
+            Some(q) => self.text_filter(q).await?,
+            None => None,
+        };
+        let label = match filter.label.as_deref() {
+            Some(label) => self.label_filter(label, filter.status).await?,
+            None => None,
+        };
+        if matches!(text, Some(TextFilter::Nothing)) || matches!(label, Some(LabelFilter::Nothing))
+        {
+            return Ok(ConversationPage {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let postgres = matches!(self, Store::Postgres(_));
+        // Statements whose best plan depends on the values are planned for them, not cached.
+        let persistent = text.is_none() && label.is_none();
         let rows = on_pool!(self, pool, Db => {
             let mut qb = QueryBuilder::<Db>::new(format!(
                 "SELECT {CONVERSATION_COLUMNS}, k.name AS contact_name
@@ -601,6 +630,16 @@ impl Store {
             if let Some(channel) = filter.channel {
                 qb.push(" AND c.channel_id = ").push_bind(channel);
             }
+            if filter.unread_only {
+                // Matches the partial index conversations_unread.
+                qb.push(" AND c.unread_count > 0");
+            }
+            if let Some(label) = &label {
+                label.push(&mut qb);
+            }
+            if let Some(text) = &text {
+                text.push(&mut qb, postgres);
+            }
             if let Some(cursor) = cursor {
                 qb.push(" AND (c.last_message_at < ")
                     .push_bind(cursor.at)
@@ -612,7 +651,10 @@ impl Store {
             }
             qb.push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
                 .push_bind(i64::from(limit) + 1);
-            qb.build_query_as::<ConversationRow>().fetch_all(pool).await
+            qb.build_query_as::<ConversationRow>()
+                .persistent(persistent)
+                .fetch_all(pool)
+                .await
         })?;
         let items = rows
             .into_iter()
@@ -655,30 +697,75 @@ impl Store {
         limit: u32,
     ) -> StoreResult<MessagePage> {
         let limit = limit.clamp(1, 500);
+        let conversations = match scope {
+            History::Conversation(id) => vec![id],
+            History::Contact(id) => {
+                on_pool!(self, pool, Db => sqlx::query_scalar::<Db, ConversationId>(
+                    "SELECT id FROM conversations WHERE contact_id = $1",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await)?
+            }
+        };
+        if conversations.is_empty() {
+            return Ok(MessagePage {
+                items: Vec::new(),
+                next_before: None,
+            });
+        }
+        // One newest-first index range per conversation, merged: a page costs the page, not the
+        // history, however long the conversations are (a customer has few of them; past
+        // MERGE_LIMIT the database sorts the whole set instead).
+        const MERGE_LIMIT: usize = 64;
         let rows = on_pool!(self, pool, Db => {
-            let mut qb = QueryBuilder::<Db>::new(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE "));
-            match scope {
-                History::Conversation(id) => {
-                    qb.push("conversation_id = ").push_bind(id);
+            let mut qb = QueryBuilder::<Db>::new("");
+            let page_of = |qb: &mut QueryBuilder<Db>, filter: &dyn Fn(&mut QueryBuilder<Db>)| {
+                qb.push(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE "));
+                filter(qb);
+                if let Some(before) = before {
+                    let seq: i64 = before.key.parse().unwrap_or(i64::MAX);
+                    qb.push(" AND (sent_at < ")
+                        .push_bind(before.at)
+                        .push(" OR (sent_at = ")
+                        .push_bind(before.at)
+                        .push(" AND ingest_seq < ")
+                        .push_bind(seq)
+                        .push("))");
                 }
-                History::Contact(id) => {
-                    qb.push("conversation_id IN (SELECT id FROM conversations WHERE contact_id = ")
-                        .push_bind(id)
-                        .push(")");
+                qb.push(" ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
+                    .push_bind(i64::from(limit) + 1);
+            };
+            match (scope, conversations.len()) {
+                (History::Contact(contact), n) if n > MERGE_LIMIT => {
+                    page_of(&mut qb, &|qb| {
+                        qb.push("conversation_id IN (SELECT id FROM conversations WHERE contact_id = ")
+                            .push_bind(contact)
+                            .push(")");
+                    });
+                }
+                (_, 1) => {
+                    let id = conversations[0];
+                    page_of(&mut qb, &|qb| {
+                        qb.push("conversation_id = ").push_bind(id);
+                    });
+                }
+                _ => {
+                    qb.push(format!("SELECT {MESSAGE_COLUMNS} FROM ("));
+                    for (i, id) in conversations.iter().enumerate() {
+                        if i > 0 {
+                            qb.push(" UNION ALL ");
+                        }
+                        qb.push("SELECT * FROM (");
+                        page_of(&mut qb, &|qb| {
+                            qb.push("conversation_id = ").push_bind(*id);
+                        });
+                        qb.push(format!(") AS p{i}"));
+                    }
+                    qb.push(") AS merged ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
+                        .push_bind(i64::from(limit) + 1);
                 }
             }
-            if let Some(before) = before {
-                let seq: i64 = before.key.parse().unwrap_or(i64::MAX);
-                qb.push(" AND (sent_at < ")
-                    .push_bind(before.at)
-                    .push(" OR (sent_at = ")
-                    .push_bind(before.at)
-                    .push(" AND ingest_seq < ")
-                    .push_bind(seq)
-                    .push("))");
-            }
-            qb.push(" ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
-                .push_bind(i64::from(limit) + 1);
             qb.build_query_as::<MessageRow>().fetch_all(pool).await
         })?;
         page_of_messages(rows, limit)

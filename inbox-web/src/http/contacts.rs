@@ -1,17 +1,66 @@
 //! `/api/v1/contacts/{id}`: a customer with their identities and conversations on every channel.
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
+use inbox_core::actions;
 use inbox_core::ids::ContactId;
+use inbox_core::store::MergeId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::conversations::{parse_cursor, parse_id};
+use super::error::parse_json;
 use super::{ApiError, CurrentAgent, WebState};
 
 pub fn router() -> Router<WebState> {
-    Router::new().route("/api/v1/contacts/{id}", get(show))
+    Router::new()
+        .route("/api/v1/contacts/{id}", get(show))
+        .route("/api/v1/contacts/{id}/merge", post(merge))
+        .route("/api/v1/contact-merges/{id}/undo", post(unmerge))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    /// The contact whose identities, conversations and messages move into this one.
+    absorb: ContactId,
+}
+
+/// Merges `absorb` into the contact of the path; answers the merge record (its id undoes it).
+async fn merge(
+    State(state): State<WebState>,
+    CurrentAgent(agent): CurrentAgent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let keep: ContactId = parse_id(&id, "contact")?;
+    let input: MergeBody = parse_json(&body)?;
+    let merge = actions::merge_contacts(&state.store, keep, input.absorb, &agent).await?;
+    let record = state
+        .store
+        .contact_merge(merge)
+        .await?
+        .ok_or(ApiError::NotFound("merge"))?;
+    Ok((StatusCode::CREATED, Json(json!(record))))
+}
+
+/// Puts back everything a merge moved.
+async fn unmerge(
+    State(state): State<WebState>,
+    CurrentAgent(agent): CurrentAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let merge: MergeId = parse_id(&id, "merge")?;
+    actions::unmerge_contacts(&state.store, merge, &agent).await?;
+    let record = state
+        .store
+        .contact_merge(merge)
+        .await?
+        .ok_or(ApiError::NotFound("merge"))?;
+    Ok(Json(json!(record)))
 }
 
 #[derive(Debug, Deserialize)]

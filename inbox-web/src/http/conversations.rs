@@ -41,6 +41,12 @@ struct ListQuery {
     /// `me`, `none` (unassigned) or an agent id.
     assignee: Option<String>,
     channel: Option<String>,
+    /// Conversations with a message matching this search.
+    q: Option<String>,
+    /// Conversations carrying this label.
+    label: Option<String>,
+    /// `true`: only conversations with unread customer messages.
+    unread: Option<bool>,
     cursor: Option<String>,
     limit: Option<String>,
 }
@@ -98,6 +104,9 @@ async fn list(
         status,
         assignee,
         channel,
+        q: query.q.filter(|q| !q.trim().is_empty()),
+        label: query.label.filter(|l| !l.trim().is_empty()),
+        unread_only: query.unread.unwrap_or(false),
     };
     let cursor = parse_cursor(query.cursor.as_deref(), "cursor")?;
     let limit = parse_limit(query.limit.as_deref(), 100)?;
@@ -167,6 +176,9 @@ struct NewMessage {
     /// A private note for agents instead of a reply to the customer.
     #[serde(default)]
     private: bool,
+    /// Files uploaded with `POST /api/v1/attachments`, as it answered.
+    #[serde(default)]
+    attachments: Vec<inbox_core::envelope::AttachmentRef>,
 }
 
 async fn post_message(
@@ -176,9 +188,24 @@ async fn post_message(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: ConversationId = parse_id(&id, "conversation")?;
-    let input: NewMessage = parse_json(&body)?;
-    let posted =
-        actions::post_message(&state.store, id, &agent, &input.text, input.private).await?;
+    let mut input: NewMessage = parse_json(&body)?;
+    for (i, attachment) in input.attachments.iter_mut().enumerate() {
+        let size = super::attachments::check_upload(&state, &attachment.blob.0)
+            .await
+            .map_err(|message| ApiError::invalid(format!("attachments[{i}].blob"), message))?;
+        attachment.name = super::attachments::clean_file_name(&attachment.name)
+            .ok_or_else(|| ApiError::invalid(format!("attachments[{i}].name"), "empty"))?;
+        attachment.size = Some(size);
+    }
+    let posted = actions::post_message(
+        &state.store,
+        id,
+        &agent,
+        &input.text,
+        input.private,
+        &input.attachments,
+    )
+    .await?;
     if posted.outbound.is_some() {
         state.outbox_ready.notify_one();
     }

@@ -1,9 +1,11 @@
 //! HTTP routes, one module per area, each exposing `router()`.
 
-mod auth;
+pub(crate) mod attachments;
+pub mod auth;
 mod contacts;
 mod conversations;
 mod error;
+mod search;
 
 use std::sync::Arc;
 
@@ -11,9 +13,10 @@ use axum::Router;
 use inbox_core::bus::Bus;
 use inbox_core::envelope::DomainEvent;
 use inbox_core::store::Store;
+use object_store::ObjectStore;
 use tokio::sync::Notify;
 
-pub use auth::CurrentAgent;
+pub use auth::{AdminAgent, AuthSettings, Authenticated, CurrentAgent};
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -23,11 +26,15 @@ pub struct WebState {
     pub bus: Arc<dyn Bus>,
     /// Woken when a reply was stored, so the outbox relay hands it to the bus at once.
     pub outbox_ready: Arc<Notify>,
+    /// Attachments and raw sources (the same object store the connectors write to).
+    pub blobs: Arc<dyn ObjectStore>,
+    /// Session cookies and sign-in limits.
+    pub auth: Arc<AuthSettings>,
 }
 
 impl WebState {
     /// Publishes domain events after a commit; a failure only delays live views, so it is logged.
-    async fn announce(&self, events: &[DomainEvent]) {
+    pub async fn announce(&self, events: &[DomainEvent]) {
         if let Err(error) = self.bus.publish_domain(events).await {
             tracing::warn!(%error, "Domain events not published.");
         }
@@ -38,6 +45,13 @@ impl WebState {
 pub fn router(state: WebState) -> Router {
     Router::new()
         .merge(conversations::router())
+        .merge(attachments::router())
         .merge(contacts::router())
+        .merge(search::router())
+        .merge(crate::ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }

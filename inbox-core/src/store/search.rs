@@ -1,0 +1,772 @@
+//! Full-text search over messages, and what the conversation list needs beyond one statement: the
+//! text (`q`) and label filters, the tab counts and marking a conversation read.
+//!
+//! # Query syntax
+//!
+//! Whatever an agent types is valid: words and `"quoted phrases"`, all of which must match, case
+//! insensitively; a word ending in `*` (`refu*`) matches as a prefix. Everything else (`AND`,
+//! parentheses, `-`, `:`, unbalanced quotes) is taken as text, never as search syntax, so no
+//! input can make the search fail. Input without any letter or digit matches nothing.
+//!
+//! SQLite searches an FTS5 index (`messages_fts`), PostgreSQL a GIN-indexed `tsvector` column
+//! (`messages.search`, `simple` configuration) with one `phraseto_tsquery` per term. Both split
+//! words on punctuation, lower-case them and keep diacritics, so the two backends find the same
+//! messages for ordinary text.
+//!
+//! # Order and cost
+//!
+//! Hits come newest first by arrival (`ingest_seq`): the order both indexes can produce without
+//! sorting every match, so a word found in half a million messages costs as little as one found
+//! once. Arrival order is `sent_at` order except for mail fetched late (a backfill); each hit
+//! carries its `sent_at` to show. On PostgreSQL the number of matches is probed on the GIN index
+//! first: few matches are sorted directly, many are found by walking the primary key backwards.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Database, Encode, FromRow, PgConnection, QueryBuilder, Type};
+
+use super::queries::PageCursor;
+use super::{Store, StoreError, StoreResult, on_pool};
+use crate::ids::{AgentId, ContactId, ConversationId, MessageId};
+use crate::model::{ConversationStatus, Direction, from_millis, to_millis};
+
+/// The tab counts stop at this many: counting beyond it would cost more than the number is worth
+/// (the UI shows "10000+").
+pub const COUNT_CAP: i64 = 10_000;
+
+/// Longest search input considered (bytes); the rest is ignored.
+const MAX_QUERY_BYTES: usize = 1_000;
+/// Most terms of one search; the rest are ignored.
+const MAX_TERMS: usize = 16;
+/// Up to this many matching messages (or labelled conversations) a filter is "sparse": the
+/// matches are fetched and used as a list. Beyond it the statement itself filters.
+const SPARSE_MATCHES: usize = 1_000;
+/// Characters of a PostgreSQL message indexed and highlighted (a tsvector is limited to 1 MB).
+const PG_INDEXED_CHARS: i32 = 100_000;
+
+/// Marks around the matches in the raw snippets the databases produce (Unicode private-use
+/// characters); turned into [`SearchHit::highlights`] and removed from the text.
+const MARK_START: char = '\u{E000}';
+const MARK_END: char = '\u{E001}';
+
+/// One message that matched a search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    /// The customer of the conversation.
+    pub contact_id: ContactId,
+    pub contact_name: Option<String>,
+    pub direction: Direction,
+    /// The author: customer or agent name.
+    pub sender_name: Option<String>,
+    pub sent_at: DateTime<Utc>,
+    /// Plain text around the match, exactly as stored: NOT escaped. Render it escaped, e.g. with
+    /// [`SearchHit::snippet_parts`], wrapping the highlighted parts in `<mark>`.
+    pub snippet: String,
+    /// Byte ranges `(start, end)` of `snippet` that matched: ascending, not overlapping, on char
+    /// boundaries.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+impl SearchHit {
+    /// The snippet cut at the highlights: `(text, matched)` in order, covering all of it.
+    pub fn snippet_parts(&self) -> Vec<(&str, bool)> {
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for &(start, end) in &self.highlights {
+            let (Some(before), Some(marked)) =
+                (self.snippet.get(at..start), self.snippet.get(start..end))
+            else {
+                continue;
+            };
+            if !before.is_empty() {
+                parts.push((before, false));
+            }
+            parts.push((marked, true));
+            at = end;
+        }
+        if let Some(rest) = self.snippet.get(at..)
+            && !rest.is_empty()
+        {
+            parts.push((rest, false));
+        }
+        parts
+    }
+}
+
+/// A page of search hits, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SearchPage {
+    pub items: Vec<SearchHit>,
+    /// Pass back (decoded with [`PageCursor::decode`]) for the next, older page.
+    pub next_cursor: Option<String>,
+}
+
+/// Conversations per view, for the tabs. Each count stops at [`COUNT_CAP`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConversationCounts {
+    /// Open conversations assigned to the agent.
+    pub mine: i64,
+    /// Open conversations assigned to nobody.
+    pub unassigned: i64,
+    /// All open conversations.
+    pub all: i64,
+    /// Open conversations with messages nobody has read.
+    pub unread: i64,
+    /// Conversations per status, whoever they are assigned to.
+    pub by_status: StatusCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub open: i64,
+    pub pending: i64,
+    pub snoozed: i64,
+    pub resolved: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The query language.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    /// Words that must appear in this order (one word is a one-word phrase).
+    Phrase(String),
+    /// A word starting with these letters and digits (lower-cased).
+    Prefix(String),
+}
+
+/// An agent's search input, parsed. Exists only when it has something to search for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TextQuery {
+    terms: Vec<Term>,
+}
+
+impl TextQuery {
+    pub(super) fn parse(input: &str) -> Option<TextQuery> {
+        let mut end = input.len().min(MAX_QUERY_BYTES);
+        while !input.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut rest = input[..end].trim_start();
+        let mut terms = Vec::new();
+        while !rest.is_empty() && terms.len() < MAX_TERMS {
+            let term = if let Some(quoted) = rest.strip_prefix('"') {
+                let (phrase, after) = quoted.split_once('"').unwrap_or((quoted, ""));
+                rest = after;
+                Term::Phrase(phrase.to_owned())
+            } else {
+                let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                let word = &rest[..word_end];
+                rest = &rest[word_end..];
+                let stem = word.trim_end_matches('*');
+                if word == "AND" {
+                    // All terms must match anyway: the operator an agent may type is a no-op.
+                    rest = rest.trim_start();
+                    continue;
+                } else if stem.len() < word.len()
+                    && !stem.is_empty()
+                    && stem.chars().all(char::is_alphanumeric)
+                {
+                    Term::Prefix(stem.to_lowercase())
+                } else {
+                    Term::Phrase(word.to_owned())
+                }
+            };
+            let text = match &term {
+                Term::Phrase(text) | Term::Prefix(text) => text,
+            };
+            // Punctuation alone is no word for either index; as a term it would match nothing.
+            if text.chars().any(char::is_alphanumeric) {
+                terms.push(term);
+            }
+            rest = rest.trim_start();
+        }
+        (!terms.is_empty()).then_some(TextQuery { terms })
+    }
+
+    /// The FTS5 query: every term a quoted string (inner quotes doubled), so nothing the agent
+    /// typed is FTS5 syntax.
+    fn fts5(&self) -> String {
+        let quoted: Vec<String> = self
+            .terms
+            .iter()
+            .map(|term| match term {
+                Term::Phrase(text) => format!("\"{}\"", text.replace('"', "\"\"")),
+                Term::Prefix(stem) => format!("\"{stem}\"*"),
+            })
+            .collect();
+        quoted.join(" AND ")
+    }
+
+    /// Pushes the PostgreSQL `tsquery` expression: `phraseto_tsquery` of each phrase (any text
+    /// is valid there) and `to_tsquery('<stem>':*)` of each prefix (letters and digits only),
+    /// joined by `&&`.
+    fn push_tsquery<DB: Database>(&self, qb: &mut QueryBuilder<DB>)
+    where
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+    {
+        qb.push("(");
+        for (i, term) in self.terms.iter().enumerate() {
+            if i > 0 {
+                qb.push(" && ");
+            }
+            match term {
+                Term::Phrase(text) => {
+                    qb.push("phraseto_tsquery('simple', ")
+                        .push_bind(text.clone())
+                        .push(")");
+                }
+                Term::Prefix(stem) => {
+                    qb.push("to_tsquery('simple', ")
+                        .push_bind(format!("'{stem}':*"))
+                        .push(")");
+                }
+            }
+        }
+        qb.push(")");
+    }
+}
+
+/// Splits a raw snippet with [`MARK_START`]/[`MARK_END`] around matches into plain text and the
+/// byte ranges of the matches. Unbalanced marks are dropped.
+fn parse_snippet(raw: &str) -> (String, Vec<(usize, usize)>) {
+    let mut text = String::with_capacity(raw.len());
+    let mut highlights: Vec<(usize, usize)> = Vec::new();
+    let mut open: Option<usize> = None;
+    for c in raw.chars() {
+        match c {
+            MARK_START => {
+                if open.is_none() {
+                    open = Some(text.len());
+                }
+            }
+            MARK_END => {
+                if let Some(start) = open.take()
+                    && start < text.len()
+                {
+                    match highlights.last_mut() {
+                        // Adjacent matches (a phrase) become one range.
+                        Some(last) if last.1 == start => last.1 = text.len(),
+                        _ => highlights.push((start, text.len())),
+                    }
+                }
+            }
+            c => text.push(c),
+        }
+    }
+    if let Some(start) = open
+        && start < text.len()
+    {
+        highlights.push((start, text.len()));
+    }
+    (text, highlights)
+}
+
+#[derive(FromRow)]
+struct HitRow {
+    seq: i64,
+    snippet: String,
+    id: MessageId,
+    conversation_id: ConversationId,
+    direction: String,
+    sender_name: Option<String>,
+    sent_at: i64,
+    contact_id: ContactId,
+    contact_name: Option<String>,
+}
+
+impl HitRow {
+    fn into_hit(self) -> StoreResult<SearchHit> {
+        let (snippet, highlights) = parse_snippet(&self.snippet);
+        Ok(SearchHit {
+            message_id: self.id,
+            conversation_id: self.conversation_id,
+            contact_id: self.contact_id,
+            contact_name: self.contact_name,
+            direction: Direction::parse(&self.direction)
+                .ok_or_else(|| StoreError::Corrupt(format!("direction {}", self.direction)))?,
+            sender_name: self.sender_name,
+            sent_at: from_millis(self.sent_at),
+            snippet,
+            highlights,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters of the conversation list.
+
+/// How the list keeps only conversations with a message matching `q`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum TextFilter {
+    /// No message matches.
+    Nothing,
+    /// Few messages match: their conversations.
+    Conversations(Vec<ConversationId>),
+    /// Many messages match: the statement searches.
+    Dense(TextQuery),
+}
+
+/// How the list keeps only conversations with a label (and, when the list has one, a status).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum LabelFilter {
+    Nothing,
+    /// Few conversations carry it: look them up and sort them.
+    Few {
+        label: String,
+        status: Option<ConversationStatus>,
+    },
+    /// Many do: walk the list in order and check each.
+    Many(String),
+}
+
+impl TextFilter {
+    /// Appends ` AND <conversation c matches>`.
+    pub(super) fn push<DB: Database>(&self, qb: &mut QueryBuilder<DB>, postgres: bool)
+    where
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+        for<'t> ConversationId: Encode<'t, DB> + Type<DB>,
+    {
+        match self {
+            TextFilter::Nothing => {
+                qb.push(" AND 1 = 0");
+            }
+            TextFilter::Conversations(ids) => {
+                qb.push(" AND c.id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+            }
+            TextFilter::Dense(query) if postgres => {
+                qb.push(
+                    " AND c.id IN (SELECT m.conversation_id FROM messages m WHERE m.search @@ ",
+                );
+                query.push_tsquery(qb);
+                qb.push(")");
+            }
+            TextFilter::Dense(query) => {
+                // The matching rowids are collected once; each conversation, in list order, is
+                // then checked through its own messages (stops at the page's end).
+                qb.push(
+                    " AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
+                       AND m.ingest_seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ",
+                )
+                .push_bind(query.fts5())
+                .push("))");
+            }
+        }
+    }
+}
+
+impl LabelFilter {
+    /// Appends ` AND <conversation c has the label>`.
+    pub(super) fn push<DB: Database>(&self, qb: &mut QueryBuilder<DB>)
+    where
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+    {
+        match self {
+            LabelFilter::Nothing => {
+                qb.push(" AND 1 = 0");
+            }
+            LabelFilter::Few { label, status } => {
+                qb.push(
+                    " AND c.id IN (SELECT l.conversation_id FROM conversation_labels l
+                       WHERE l.label = ",
+                )
+                .push_bind(label.clone());
+                if let Some(status) = status {
+                    qb.push(" AND l.status = ")
+                        .push_bind(status.as_str().to_owned());
+                }
+                qb.push(")");
+            }
+            LabelFilter::Many(label) => {
+                qb.push(
+                    " AND EXISTS (SELECT 1 FROM conversation_labels l
+                       WHERE l.conversation_id = c.id AND l.label = ",
+                )
+                .push_bind(label.clone())
+                .push(")");
+            }
+        }
+    }
+}
+
+/// PostgreSQL: the messages matching `query`, when there are at most [`SPARSE_MATCHES`]
+/// (`None`: more). Counted on the GIN index only (a bitmap scan): the planner's estimate for a
+/// rare word is often far too high, and walking the table for it would read every row.
+async fn pg_sparse_matches(
+    conn: &mut PgConnection,
+    query: &TextQuery,
+) -> StoreResult<Option<Vec<(i64, ConversationId)>>> {
+    sqlx::raw_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+        .execute(&mut *conn)
+        .await?;
+    let mut qb = QueryBuilder::<sqlx::Postgres>::new(
+        "SELECT ingest_seq, conversation_id FROM messages WHERE search @@ ",
+    );
+    query.push_tsquery(&mut qb);
+    qb.push(" LIMIT ").push_bind(SPARSE_MATCHES as i64 + 1);
+    let rows = qb
+        .build_query_as::<(i64, ConversationId)>()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::raw_sql("RESET enable_seqscan; RESET enable_indexscan")
+        .execute(&mut *conn)
+        .await?;
+    Ok((rows.len() <= SPARSE_MATCHES).then_some(rows))
+}
+
+impl Store {
+    /// Messages (customer messages, replies and notes) matching `query` (see the module
+    /// documentation for the syntax), newest first, `limit` (1 to 100) per page. Input with
+    /// nothing to search for gives an empty page.
+    pub async fn search_messages(
+        &self,
+        query: &str,
+        cursor: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<SearchPage> {
+        let limit = limit.clamp(1, 100);
+        let Some(query) = TextQuery::parse(query) else {
+            return Ok(SearchPage::default());
+        };
+        let before = cursor.map(|c| c.key.parse::<i64>().unwrap_or(i64::MAX));
+        let rows = match self {
+            Store::Sqlite(pool) => {
+                // FTS5 yields rowids (= ingest_seq) newest first and stops at the limit; only the
+                // page's snippets are made.
+                let mut qb = QueryBuilder::<sqlx::Sqlite>::new(format!(
+                    "SELECT p.seq, p.snippet, m.id, m.conversation_id, m.direction, m.sender_name,
+                         m.sent_at, c.contact_id, k.name AS contact_name
+                     FROM (SELECT rowid AS seq,
+                               snippet(messages_fts, 0, char({}), char({}), '…', 24) AS snippet
+                           FROM messages_fts WHERE messages_fts MATCH ",
+                    u32::from(MARK_START),
+                    u32::from(MARK_END)
+                ));
+                qb.push_bind(query.fts5());
+                if let Some(before) = before {
+                    qb.push(" AND rowid < ").push_bind(before);
+                }
+                qb.push(" ORDER BY rowid DESC LIMIT ")
+                    .push_bind(i64::from(limit) + 1)
+                    .push(
+                        ") AS p
+                     JOIN messages m ON m.ingest_seq = p.seq
+                     JOIN conversations c ON c.id = m.conversation_id
+                     JOIN contacts k ON k.id = c.contact_id
+                     ORDER BY p.seq DESC",
+                    );
+                qb.build_query_as::<HitRow>()
+                    .persistent(false)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let seqs: Vec<i64> = match pg_sparse_matches(&mut tx, &query).await? {
+                    Some(matches) => {
+                        let mut seqs: Vec<i64> = matches
+                            .into_iter()
+                            .map(|(seq, _)| seq)
+                            .filter(|seq| before.is_none_or(|before| *seq < before))
+                            .collect();
+                        seqs.sort_unstable_by(|a, b| b.cmp(a));
+                        seqs.truncate(limit as usize + 1);
+                        seqs
+                    }
+                    None => {
+                        // Many matches: walking the primary key backwards meets the page soon.
+                        sqlx::raw_sql(
+                            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                        let mut qb = QueryBuilder::<sqlx::Postgres>::new(
+                            "SELECT ingest_seq FROM messages WHERE search @@ ",
+                        );
+                        query.push_tsquery(&mut qb);
+                        if let Some(before) = before {
+                            qb.push(" AND ingest_seq < ").push_bind(before);
+                        }
+                        qb.push(" ORDER BY ingest_seq DESC LIMIT ")
+                            .push_bind(i64::from(limit) + 1);
+                        let seqs = qb
+                            .build_query_scalar::<i64>()
+                            .persistent(false)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        sqlx::raw_sql("RESET enable_seqscan; RESET enable_bitmapscan")
+                            .execute(&mut *tx)
+                            .await?;
+                        seqs
+                    }
+                };
+                if seqs.is_empty() {
+                    return Ok(SearchPage::default());
+                }
+                let mut qb = QueryBuilder::<sqlx::Postgres>::new(
+                    "SELECT m.ingest_seq AS seq, ts_headline('simple', left(m.text, ",
+                );
+                qb.push_bind(PG_INDEXED_CHARS).push("), ");
+                query.push_tsquery(&mut qb);
+                qb.push(", ")
+                    .push_bind(format!(
+                        "StartSel=\"{MARK_START}\", StopSel=\"{MARK_END}\", MaxWords=24, \
+                         MinWords=12, ShortWord=0, MaxFragments=2, FragmentDelimiter=\" … \""
+                    ))
+                    .push(
+                        ") AS snippet, m.id, m.conversation_id, m.direction, m.sender_name,
+                         m.sent_at, c.contact_id, k.name AS contact_name
+                     FROM messages m
+                     JOIN conversations c ON c.id = m.conversation_id
+                     JOIN contacts k ON k.id = c.contact_id
+                     WHERE m.ingest_seq = ANY(",
+                    )
+                    .push_bind(seqs)
+                    .push(") ORDER BY m.ingest_seq DESC");
+                let rows = qb
+                    .build_query_as::<HitRow>()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows
+            }
+        };
+        let more = rows.len() > limit as usize;
+        let hits = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(|row| Ok((row.seq, row.into_hit()?)))
+            .collect::<StoreResult<Vec<(i64, SearchHit)>>>()?;
+        let next_cursor = more.then(|| hits.last()).flatten().map(|(seq, hit)| {
+            PageCursor {
+                at: to_millis(hit.sent_at),
+                key: seq.to_string(),
+            }
+            .encode()
+        });
+        Ok(SearchPage {
+            items: hits.into_iter().map(|(_, hit)| hit).collect(),
+            next_cursor,
+        })
+    }
+
+    /// The list's text filter for `q`; `None` when `q` has nothing to search for (no filter).
+    pub(super) async fn text_filter(&self, q: &str) -> StoreResult<Option<TextFilter>> {
+        let Some(query) = TextQuery::parse(q) else {
+            return Ok(None);
+        };
+        let matches = match self {
+            Store::Sqlite(pool) => {
+                let rows = sqlx::query_scalar::<_, ConversationId>(
+                    "SELECT m.conversation_id FROM messages_fts f
+                     JOIN messages m ON m.ingest_seq = f.rowid
+                     WHERE messages_fts MATCH $1 LIMIT $2",
+                )
+                .bind(query.fts5())
+                .bind(SPARSE_MATCHES as i64 + 1)
+                .persistent(false)
+                .fetch_all(pool)
+                .await?;
+                (rows.len() <= SPARSE_MATCHES).then_some(rows)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let rows = pg_sparse_matches(&mut tx, &query).await?;
+                tx.commit().await?;
+                rows.map(|rows| rows.into_iter().map(|(_, id)| id).collect())
+            }
+        };
+        Ok(Some(match matches {
+            None => TextFilter::Dense(query),
+            Some(ids) if ids.is_empty() => TextFilter::Nothing,
+            Some(mut ids) => {
+                let mut seen = HashSet::with_capacity(ids.len());
+                ids.retain(|id| seen.insert(*id));
+                TextFilter::Conversations(ids)
+            }
+        }))
+    }
+
+    /// The list's label filter, for a list of conversations with `status` if given; `None` for
+    /// a blank label (no filter). Labels are stored trimmed and lower-cased, and so is the one
+    /// asked for.
+    pub(super) async fn label_filter(
+        &self,
+        label: &str,
+        status: Option<ConversationStatus>,
+    ) -> StoreResult<Option<LabelFilter>> {
+        let label = label.trim().to_lowercase();
+        if label.is_empty() {
+            return Ok(None);
+        }
+        // Counted on the (label, status) index alone, up to the first row past "few".
+        let count = on_pool!(self, pool, Db => {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM conversation_labels WHERE label = ",
+            );
+            qb.push_bind(label.clone());
+            if let Some(status) = status {
+                qb.push(" AND status = ").push_bind(status.as_str().to_owned());
+            }
+            qb.push(" LIMIT ")
+                .push_bind(SPARSE_MATCHES as i64 + 1)
+                .push(") AS l");
+            qb.build_query_scalar::<i64>().fetch_one(pool).await
+        })?;
+        Ok(Some(match count {
+            0 => LabelFilter::Nothing,
+            n if n <= SPARSE_MATCHES as i64 => LabelFilter::Few { label, status },
+            _ => LabelFilter::Many(label),
+        }))
+    }
+
+    /// The numbers on the list's tabs for `agent`; each stops at [`COUNT_CAP`]. Every count is a
+    /// range of the `(status, assignee_id)` indexes.
+    pub async fn conversation_counts(&self, agent: AgentId) -> StoreResult<ConversationCounts> {
+        let count = |condition: &str| {
+            format!(
+                "(SELECT COUNT(*) FROM (SELECT 1 FROM conversations WHERE {condition} \
+                 LIMIT {COUNT_CAP}) AS t)"
+            )
+        };
+        let sql = format!(
+            "SELECT {}, {}, {}, {}, {}, {}, {}",
+            count("status = 'open' AND assignee_id = $1"),
+            count("status = 'open' AND assignee_id IS NULL"),
+            count("status = 'open'"),
+            count("status = 'open' AND unread_count > 0"),
+            count("status = 'pending'"),
+            count("status = 'snoozed'"),
+            count("status = 'resolved'"),
+        );
+        let (mine, unassigned, open, unread, pending, snoozed, resolved) = on_pool!(self, pool, Db => {
+            sqlx::query_as::<Db, (i64, i64, i64, i64, i64, i64, i64)>(sqlx::AssertSqlSafe(sql))
+                .bind(agent)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(ConversationCounts {
+            mine,
+            unassigned,
+            all: open,
+            unread,
+            by_status: StatusCounts {
+                open,
+                pending,
+                snoozed,
+                resolved,
+            },
+        })
+    }
+
+    /// Marks a conversation's messages read (its unread count becomes 0). Returns false when
+    /// nothing was unread (or there is no such conversation). Customer messages make it unread
+    /// again (the ingest funnel counts them).
+    pub async fn mark_read(&self, conversation_id: ConversationId) -> StoreResult<bool> {
+        let done = on_pool!(self, pool, Db => sqlx::query::<Db>(
+            "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0",
+        )
+        .bind(conversation_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(input: &str) -> Vec<Term> {
+        TextQuery::parse(input).map(|q| q.terms).unwrap_or_default()
+    }
+
+    #[test]
+    fn words_phrases_and_prefixes() {
+        assert_eq!(
+            terms(r#"  Refund "order 42"  inv*  "#),
+            vec![
+                Term::Phrase("Refund".into()),
+                Term::Phrase("order 42".into()),
+                Term::Prefix("inv".into()),
+            ]
+        );
+        assert_eq!(
+            terms("a AND b"),
+            vec![Term::Phrase("a".into()), Term::Phrase("b".into())]
+        );
+    }
+
+    #[test]
+    fn nothing_to_search_for() {
+        for input in ["", "   ", "()", "\"\"", "*", "AND", "- : ^", "\""] {
+            assert_eq!(TextQuery::parse(input), None, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn fts5_queries_quote_everything() {
+        let q = TextQuery::parse(r#"say "he said ""hi""" (x) NEAR(a b) col:val -no ab*"#)
+            .expect("terms");
+        assert_eq!(
+            q.fts5(),
+            r#""say" AND "he said " AND "hi" AND "(x)" AND "NEAR(a" AND "b)" AND "col:val" AND "-no" AND "ab"*"#
+        );
+        let q = TextQuery::parse(r#"un"balanced"#).expect("terms");
+        assert_eq!(q.fts5(), r#""un""balanced""#);
+    }
+
+    #[test]
+    fn long_input_is_cut_on_a_char_boundary() {
+        let input = "é".repeat(2_000);
+        let q = TextQuery::parse(&input).expect("terms");
+        assert_eq!(q.terms.len(), 1);
+        let many = "w ".repeat(100);
+        assert_eq!(terms(&many).len(), MAX_TERMS);
+    }
+
+    #[test]
+    fn snippets_become_text_and_ranges() {
+        let raw = format!(
+            "…a {MARK_START}b{MARK_END} {MARK_START}c{MARK_END}{MARK_START}d{MARK_END} é{MARK_START}"
+        );
+        let (text, ranges) = parse_snippet(&raw);
+        assert_eq!(text, "…a b cd é");
+        assert_eq!(ranges, vec![(5, 6), (7, 9)]);
+        let hit = SearchHit {
+            message_id: MessageId::new(),
+            conversation_id: ConversationId::new(),
+            contact_id: ContactId::new(),
+            contact_name: None,
+            direction: Direction::Inbound,
+            sender_name: None,
+            sent_at: Utc::now(),
+            snippet: text,
+            highlights: ranges,
+        };
+        assert_eq!(
+            hit.snippet_parts(),
+            vec![
+                ("…a ", false),
+                ("b", true),
+                (" ", false),
+                ("cd", true),
+                (" é", false)
+            ]
+        );
+        let (text, ranges) = parse_snippet(&format!("{MARK_END}x{MARK_START}{MARK_END}"));
+        assert_eq!((text.as_str(), ranges), ("x", vec![]));
+    }
+}

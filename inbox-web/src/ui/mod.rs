@@ -1,0 +1,233 @@
+//! The agents' web UI: server-rendered pages (askama) that work without script, enhanced by one
+//! small module of our own (`assets/app.js`: live updates over SSE, fetch for forms, shortcuts).
+//! Every page needs a session except the sign-in page and the assets.
+
+mod admin;
+mod assets;
+mod canned;
+mod contacts;
+mod inbox;
+mod live;
+mod login;
+mod search;
+mod view;
+
+use askama::Template;
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use inbox_core::model::{Agent, Role};
+use inbox_core::store::StoreError;
+
+use crate::http::{Authenticated, WebState};
+
+pub fn router() -> Router<WebState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/inbox") }))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/inbox", get(inbox::list))
+        .route("/inbox/list", get(inbox::list_fragment))
+        .route("/conversations/{id}", get(inbox::show))
+        .route("/conversations/{id}/reply", post(inbox::reply))
+        .route("/conversations/{id}/update", post(inbox::update))
+        .route("/conversations/{id}/history", get(inbox::history_fragment))
+        .route("/conversations/{id}/meta", get(inbox::meta_fragment))
+        .route(
+            "/conversations/{id}/messages/{message}",
+            get(inbox::message_fragment),
+        )
+        .route("/messages/{id}/html", get(inbox::email_html))
+        .route("/events/stream", get(live::stream))
+        .route("/search", get(search::page))
+        .route("/contacts/{id}", get(contacts::page))
+        .route("/contacts/{id}/merge", post(contacts::merge))
+        .route("/contacts/merges/{id}/undo", post(contacts::unmerge))
+        .route("/canned", get(canned::page).post(canned::create))
+        .route("/canned.json", get(canned::json))
+        .route("/canned/{id}/delete", post(canned::delete))
+        .route(
+            "/admin/channels",
+            get(admin::channels).post(admin::add_channel),
+        )
+        .route("/admin/agents", get(admin::agents).post(admin::add_agent))
+        .route("/admin/agents/{id}", post(admin::update_agent))
+        .route("/admin/agents/{id}/tokens", post(admin::create_token))
+        .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/assets/{file}", get(assets::serve))
+        .layer(middleware::map_response(security_headers))
+}
+
+/// The page's own policy: our script and style only, no inline script, no framing of us.
+/// Responses that set their own policy (the email HTML frame) keep theirs.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                 frame-ancestors 'none'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// A signed-in agent looking at a page; anonymous visitors are sent to the sign-in page.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub agent: Agent,
+    pub csrf: String,
+}
+
+impl Viewer {
+    pub fn is_admin(&self) -> bool {
+        self.agent.role == Role::Admin
+    }
+
+    fn layout(&self, title: impl Into<String>, nav: &'static str) -> view::Layout {
+        view::Layout {
+            title: title.into(),
+            nav,
+            agent_name: self.agent.name.clone(),
+            is_admin: self.is_admin(),
+            csrf: self.csrf.clone(),
+        }
+    }
+}
+
+impl FromRequestParts<WebState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &WebState) -> Result<Self, Response> {
+        match parts.extensions.get::<Authenticated>() {
+            Some(a) => Ok(Viewer {
+                agent: a.agent.clone(),
+                // Pages are for browsers; a token caller gets pages too but cannot post forms.
+                csrf: a.csrf_token.clone().unwrap_or_default(),
+            }),
+            None => {
+                let target = parts
+                    .extensions
+                    .get::<OriginalUri>()
+                    .map(|u| u.0.to_string())
+                    .unwrap_or_else(|| parts.uri.to_string());
+                let next = serde_urlencoded::to_string([("next", target)]).unwrap_or_default();
+                Err(Redirect::to(&format!("/login?{next}")).into_response())
+            }
+        }
+    }
+}
+
+/// An admin looking at an admin page; agents get 403.
+#[derive(Debug, Clone)]
+pub struct AdminViewer(pub Viewer);
+
+impl FromRequestParts<WebState> for AdminViewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Response> {
+        let viewer = Viewer::from_request_parts(parts, state).await?;
+        if !viewer.is_admin() {
+            return Err(UiError::Forbidden.into_response());
+        }
+        Ok(AdminViewer(viewer))
+    }
+}
+
+/// What can go wrong while building a page.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("only admins can do this")]
+    Forbidden,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("something went wrong on our side; it has been logged")]
+    Internal,
+}
+
+impl From<StoreError> for UiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => UiError::NotFound(what),
+            StoreError::Invalid { field, message } => {
+                UiError::Invalid(format!("{field}: {message}"))
+            }
+            other => {
+                tracing::error!(error = %other, "Store error.");
+                UiError::Internal
+            }
+        }
+    }
+}
+
+impl From<askama::Error> for UiError {
+    fn from(e: askama::Error) -> Self {
+        tracing::error!(error = %e, "Template error.");
+        UiError::Internal
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            UiError::NotFound(_) => StatusCode::NOT_FOUND,
+            UiError::Forbidden => StatusCode::FORBIDDEN,
+            UiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            UiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let page = view::ErrorPage {
+            status: status.as_u16(),
+            message: self.to_string(),
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, self.to_string()).into_response(),
+        }
+    }
+}
+
+pub type UiResult<T = Response> = Result<T, UiError>;
+
+/// Renders a template as a full response.
+fn render(template: &impl Template) -> UiResult {
+    Ok(Html(template.render()?).into_response())
+}
+
+/// A form shown again with what was wrong with it.
+fn refused(page: UiResult) -> UiResult {
+    let mut response = page?;
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    Ok(response)
+}
+
+/// After a form post: back to where the agent was (a path of ours only), else `fallback`.
+fn back_to(next: Option<&str>, fallback: &str) -> Response {
+    let target = next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .unwrap_or(fallback);
+    Redirect::to(target).into_response()
+}
+
+/// Requests made by our script (fetch) want fragments or JSON instead of redirects.
+fn from_script(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("x-requested-with")
+        .is_some_and(|v| v == "fetch")
+}

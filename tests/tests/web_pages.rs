@@ -1,0 +1,357 @@
+//! The server-rendered pages driven over HTTP with a session, as a browser without script would:
+//! search, merging and unmerging contacts, canned replies, the admin pages.
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code")]
+
+use std::time::Duration;
+
+use inbox_core::model::Role;
+use inbox_e2e::{Backend, TestApp, both_backends, str_of, wait_for, webhook_message};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION};
+use serde_json::Value;
+
+/// A signed-in browser: the session cookie and the CSRF token its forms carry.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookie: String,
+    csrf: String,
+}
+
+impl<'a> Browser<'a> {
+    async fn sign_in(app: &'a TestApp, role: Role) -> Browser<'a> {
+        let agent = match role {
+            Role::Admin => app.admin.clone(),
+            Role::Agent => app.create_agent("agent@example.com", "Agent", role).await.0,
+        };
+        let (token, session) = app
+            .store
+            .create_session(agent.id, chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        Browser {
+            app,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: format!("inbox_session={token}"),
+            csrf: session.csrf_token,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(self.app.url(path))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut fields = fields.to_vec();
+        fields.push(("_csrf", &self.csrf));
+        self.client
+            .post(self.app.url(path))
+            .header(COOKIE, &self.cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn conversation_of(app: &TestApp, handle: &str) -> Value {
+    wait_for(Duration::from_secs(10), handle, async || {
+        app.conversations()
+            .await
+            .into_iter()
+            .find(|c| c["contact_handle"] == handle)
+    })
+    .await
+}
+
+both_backends!(search_page_finds_messages_and_escapes_them);
+async fn search_page_finds_messages_and_escapes_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
+    app.customer_says(
+        &channel,
+        "s-1",
+        "u-1",
+        "My parcel <script>alert(1)</script> never arrived",
+    )
+    .await;
+    app.customer_says(&channel, "s-2", "u-2", "Invoice question")
+        .await;
+    conversation_of(&app, "u-1").await;
+    let browser = Browser::sign_in(&app, Role::Agent).await;
+    let (status, page) = wait_for(Duration::from_secs(10), "a search hit", async || {
+        let (status, page) = browser.get("/search?q=parcel").await;
+        page.contains("<mark>").then_some((status, page))
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<mark>parcel</mark>"), "{page}");
+    // SQLite's snippet keeps the text as it is (escaped here); PostgreSQL's ts_headline drops
+    // tag-like tokens. Neither lets markup through.
+    if backend == Backend::Sqlite {
+        assert!(
+            page.contains("&#60;script&#62;"),
+            "the snippet is escaped: {page}"
+        );
+    }
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(!page.contains("Invoice"), "only matches: {page}");
+    // Nothing to search for, and syntax that would break a naive FTS query, are fine.
+    for q in ["", "\"", "(", "AND", "*", "-", "\"unclosed"] {
+        let (status, _) = browser.get(&format!("/search?q={}", urlencode(q))).await;
+        assert_eq!(status, StatusCode::OK, "q={q}");
+    }
+    // The list's search box narrows conversations the same way.
+    let (_, list) = browser.get("/inbox?view=all&status=all&q=invoice").await;
+    assert!(list.contains("Invoice question"), "{list}");
+    assert!(!list.contains("parcel"), "{list}");
+    app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_owned()
+}
+
+both_backends!(contacts_merge_and_unmerge_from_the_contact_page);
+async fn contacts_merge_and_unmerge_from_the_contact_page(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let chat = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
+    let shop = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
+    app.customer_says(&chat, "m-1", "ada-chat", "Hi from chat")
+        .await;
+    let mut from_shop = webhook_message("m-2", "ada-shop", "Hi from the shop");
+    from_shop["from"]["name"] = "Ada L.".into();
+    let response = app.post_webhook(shop.id, &shop.secret, &from_shop).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let keep = str_of(&conversation_of(&app, "ada-chat").await, "contact_id").to_owned();
+    let absorb = str_of(&conversation_of(&app, "ada-shop").await, "contact_id").to_owned();
+    let before_keep = app.get_json(&format!("/api/v1/contacts/{keep}")).await;
+    let before_absorb = app.get_json(&format!("/api/v1/contacts/{absorb}")).await;
+
+    let browser = Browser::sign_in(&app, Role::Agent).await;
+    let response = browser
+        .post(&format!("/contacts/{keep}/merge"), &[("absorb", &absorb)])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], format!("/contacts/{keep}"));
+    let (_, page) = browser.get(&format!("/contacts/{keep}")).await;
+    assert!(
+        page.contains("Hi from the shop"),
+        "the absorbed conversation is listed: {page}"
+    );
+    assert!(
+        page.contains("ada-shop"),
+        "the absorbed identity is listed: {page}"
+    );
+    let merged = app.get_json(&format!("/api/v1/contacts/{keep}")).await;
+    assert_eq!(merged["conversations"].as_array().unwrap().len(), 2);
+    assert_eq!(merged["timeline"]["items"].as_array().unwrap().len(), 2);
+
+    // Merging it again is refused with the reason on the page.
+    let response = browser
+        .post(&format!("/contacts/{keep}/merge"), &[("absorb", &absorb)])
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+
+    let merge_id = app
+        .store
+        .contact_merges(keep.parse().unwrap())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+    let response = browser
+        .post(&format!("/contacts/merges/{merge_id}/undo"), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get_json(&format!("/api/v1/contacts/{keep}")).await,
+        before_keep
+    );
+    assert_eq!(
+        app.get_json(&format!("/api/v1/contacts/{absorb}")).await,
+        before_absorb
+    );
+    let (_, page) = browser.get(&format!("/contacts/{keep}")).await;
+    assert!(page.contains("undone"), "{page}");
+    app.stop().await;
+}
+
+both_backends!(canned_replies_are_managed_and_offered);
+async fn canned_replies_are_managed_and_offered(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = Browser::sign_in(&app, Role::Agent).await;
+    let (_, page) = browser.get("/canned").await;
+    assert!(page.contains("No canned replies yet"), "{page}");
+    let response = browser
+        .post(
+            "/canned",
+            &[
+                ("shortcut", "refund"),
+                ("title", "Refund policy"),
+                ("body", "Refunds take 5 days."),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // A bad shortcut is refused naming the field, and the draft is kept.
+    let response = browser
+        .post(
+            "/canned",
+            &[
+                ("shortcut", "Bad Shortcut"),
+                ("title", "T"),
+                ("body", "kept text"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("shortcut"), "{page}");
+    assert!(page.contains("kept text"), "{page}");
+
+    let (_, json) = browser.get("/canned.json?prefix=ref").await;
+    let offered: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(offered[0]["shortcut"], "refund");
+    assert_eq!(offered[0]["body"], "Refunds take 5 days.");
+    let (_, json) = browser.get("/canned.json?prefix=zzz").await;
+    assert_eq!(json, "[]");
+
+    let id = app.store.canned_replies("").await.unwrap()[0]
+        .id
+        .to_string();
+    let response = browser.post(&format!("/canned/{id}/delete"), &[]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(app.store.canned_replies("").await.unwrap().is_empty());
+    app.stop().await;
+}
+
+both_backends!(admins_add_channels_agents_and_tokens);
+async fn admins_add_channels_agents_and_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = Browser::sign_in(&app, Role::Admin).await;
+    let response = admin
+        .post("/admin/channels", &[("name", "Shop"), ("outbound_url", "")])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    let secret = page
+        .split("id=\"new-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the new channel's secret is shown")
+        .to_owned();
+    let channel = app
+        .store
+        .channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "Shop")
+        .unwrap();
+    assert_eq!(channel.secret, secret);
+    // The channel works at once and its activity shows on the page.
+    app.customer_says(&channel, "a-1", "u-1", "hello").await;
+    conversation_of(&app, "u-1").await;
+    let (_, page) = admin.get("/admin/channels").await;
+    assert!(page.contains("health-ok"), "{page}");
+    assert!(!page.contains(&secret), "the secret is shown once only");
+
+    // A new agent with a generated password can sign in with it; a token works on the API.
+    let response = admin
+        .post(
+            "/admin/agents",
+            &[
+                ("email", "bo@example.com"),
+                ("name", "Bo"),
+                ("role", "agent"),
+                ("password", ""),
+            ],
+        )
+        .await;
+    let page = response.text().await.unwrap();
+    let password = page
+        .split("id=\"new-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
+    let (agent, hash) = app
+        .store
+        .login_candidate("bo@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(inbox_core::passwords::verify(&password, &hash));
+    let response = admin
+        .post(
+            &format!("/admin/agents/{}/tokens", agent.id),
+            &[("name", "ci")],
+        )
+        .await;
+    let page = response.text().await.unwrap();
+    let token = page
+        .split("id=\"new-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
+    let api = |token: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url("/api/v1/conversations"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(api(token.clone()).await, StatusCode::OK);
+    // Disabling the agent stops their token at once.
+    let response = admin
+        .post(&format!("/admin/agents/{}", agent.id), &[("op", "disable")])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api(token.clone()).await, StatusCode::UNAUTHORIZED);
+    admin
+        .post(&format!("/admin/agents/{}", agent.id), &[("op", "enable")])
+        .await;
+    assert_eq!(api(token.clone()).await, StatusCode::OK);
+    // Revoking the token stops it.
+    let token_id = app.store.api_tokens(Some(agent.id)).await.unwrap()[0]
+        .id
+        .clone();
+    admin
+        .post(&format!("/admin/tokens/{token_id}/revoke"), &[])
+        .await;
+    assert_eq!(api(token).await, StatusCode::UNAUTHORIZED);
+    // Admins cannot lock themselves out.
+    let response = admin
+        .post(
+            &format!("/admin/agents/{}", app.admin.id),
+            &[("op", "disable")],
+        )
+        .await;
+    assert!(response.text().await.unwrap().contains("cannot"));
+    app.stop().await;
+}
