@@ -111,11 +111,8 @@ impl Store {
     pub async fn session(&self, token: &str) -> StoreResult<Option<Session>> {
         #[derive(FromRow)]
         struct Row {
-            id: AgentId,
-            email: String,
-            name: String,
-            role: String,
-            created_at: i64,
+            #[sqlx(flatten)]
+            agent: AgentRow,
             csrf_token: String,
             expires_at: i64,
         }
@@ -129,15 +126,8 @@ impl Store {
         .fetch_optional(pool)
         .await)?;
         let Some(r) = row else { return Ok(None) };
-        let agent = Agent::try_from(AgentRow {
-            id: r.id,
-            email: r.email,
-            name: r.name,
-            role: r.role,
-            created_at: r.created_at,
-        })?;
         Ok(Some(Session {
-            agent,
+            agent: Agent::try_from(r.agent)?,
             csrf_token: r.csrf_token,
             expires_at: from_millis(r.expires_at),
         }))
@@ -160,11 +150,8 @@ impl Store {
     pub async fn login_candidate(&self, email: &str) -> StoreResult<Option<(Agent, String)>> {
         #[derive(FromRow)]
         struct Row {
-            id: AgentId,
-            email: String,
-            name: String,
-            role: String,
-            created_at: i64,
+            #[sqlx(flatten)]
+            agent: AgentRow,
             password_hash: Option<String>,
         }
         let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, Row>(
@@ -178,14 +165,7 @@ impl Store {
         let Some(hash) = r.password_hash else {
             return Ok(None);
         };
-        let agent = Agent::try_from(AgentRow {
-            id: r.id,
-            email: r.email,
-            name: r.name,
-            role: r.role,
-            created_at: r.created_at,
-        })?;
-        Ok(Some((agent, hash)))
+        Ok(Some((Agent::try_from(r.agent)?, hash)))
     }
 
     // --- agents (admin) -----------------------------------------------------------------------
@@ -193,11 +173,8 @@ impl Store {
     pub async fn agents(&self) -> StoreResult<Vec<AgentSummary>> {
         #[derive(FromRow)]
         struct Row {
-            id: AgentId,
-            email: String,
-            name: String,
-            role: String,
-            created_at: i64,
+            #[sqlx(flatten)]
+            agent: AgentRow,
             disabled_at: Option<i64>,
             has_password: bool,
         }
@@ -211,13 +188,7 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 Ok(AgentSummary {
-                    agent: Agent::try_from(AgentRow {
-                        id: r.id,
-                        email: r.email,
-                        name: r.name,
-                        role: r.role,
-                        created_at: r.created_at,
-                    })?,
+                    agent: Agent::try_from(r.agent)?,
                     disabled: r.disabled_at.is_some(),
                     has_password: r.has_password,
                 })

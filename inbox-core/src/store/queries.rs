@@ -52,11 +52,11 @@ impl TryFrom<ChannelRow> for Channel {
 
 #[derive(FromRow)]
 pub(super) struct AgentRow {
-    pub(super) id: AgentId,
-    pub(super) email: String,
-    pub(super) name: String,
-    pub(super) role: String,
-    pub(super) created_at: i64,
+    id: AgentId,
+    email: String,
+    name: String,
+    role: String,
+    created_at: i64,
 }
 
 impl TryFrom<AgentRow> for Agent {
