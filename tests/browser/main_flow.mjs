@@ -144,12 +144,22 @@ async function flow(browser, vp) {
   await sent();
   await until("the reply to be sent", () => reply.locator(".delivery").textContent(), (t) => t?.trim() === "sent");
 
-  step("reply with Ctrl+Enter");
+  step("reply with Ctrl+Enter, with a file attached");
   await box.fill(vp.ctrlEnterReply);
+  const receipt = `receipt for ${vp.name}`;
+  await page.locator("#reply-files").setInputFiles({
+    name: "receipt.txt", mimeType: "text/plain", buffer: Buffer.from(receipt),
+  });
   await box.press("Control+Enter");
   const reply2 = history.locator("article.msg.outbound", { hasText: vp.ctrlEnterReply });
   await reply2.waitFor();
   await sent();
+  const file = reply2.locator(".attachments a[download]");
+  assert.equal((await file.textContent()).trim(), "receipt.txt", "the reply shows its attachment");
+  const download = await page.request.get(new URL(await file.getAttribute("href"), cfg.baseUrl).href);
+  assert.equal(download.status(), 200);
+  assert.equal(await download.text(), receipt, "the attachment downloads as uploaded");
+  assert.equal(await page.locator("#reply-files").evaluate((i) => i.files.length), 0, "the file input is cleared");
   await until("the second reply to be sent", () => reply2.locator(".delivery").textContent(), (t) => t?.trim() === "sent");
 
   step("add a note");

@@ -185,13 +185,32 @@ async fn agent_works_a_conversation_on_desktop_and_phone(backend: Backend) {
         );
         assert_eq!(conversation["message_count"], 5, "{handle}");
     }
-    // Both replies of each flow went out once, signed; the notes never did.
+    // Both replies of each flow went out once, signed; the notes never did. The second reply of
+    // each flow carries the file attached in the browser.
     let mut delivered: Vec<String> = receiver
         .requests()
         .iter()
         .map(|r| {
             assert!(r.header("x-inbox-signature").is_some(), "signed: {r:?}");
-            r.json()["body"]["text"].as_str().expect("text").to_owned()
+            let body = r.json();
+            let files: Vec<&str> = body["attachments"]
+                .as_array()
+                .expect("attachments")
+                .iter()
+                .map(|a| a["name"].as_str().expect("name"))
+                .collect();
+            let text = body["body"]["text"].as_str().expect("text").to_owned();
+            let with_file = text.starts_with("You will") || text.starts_with("Anything else");
+            assert_eq!(
+                files,
+                if with_file {
+                    vec!["receipt.txt"]
+                } else {
+                    vec![]
+                },
+                "{text}"
+            );
+            text
         })
         .collect();
     delivered.sort();
