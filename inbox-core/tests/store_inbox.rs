@@ -424,6 +424,29 @@ contract!(search_with_many_matches, |store| async move {
     );
     assert_eq!(search(&store, "rare").await.len(), 3);
     assert_eq!(search(&store, "common rare").await.len(), 0);
+
+    // Many matches, none among the newest few thousand messages.
+    bulk(&store, &channel, 2_500, "filler", &[]).await;
+    let page = store.search_messages("common", None, 4).await.unwrap();
+    let texts: Vec<&str> = page.items.iter().map(|h| h.snippet.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "common number1202",
+            "common number1201",
+            "common number1200",
+            "common number1199"
+        ]
+    );
+    let cursor = PageCursor::decode(page.next_cursor.as_deref().unwrap()).unwrap();
+    let next = store
+        .search_messages("common", Some(&cursor), 2)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = next.items.iter().map(|h| h.snippet.as_str()).collect();
+    assert_eq!(texts, ["common number1198", "common number1197"]);
+    assert_eq!(search_all(&store, "common", 500).await.len(), 1_203);
+    assert_eq!(search(&store, "filler number2499").await.len(), 1);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -18,8 +18,28 @@
 //! Hits come newest first by arrival (`ingest_seq`): the order both indexes can produce without
 //! sorting every match, so a word found in half a million messages costs as little as one found
 //! once. Arrival order is `sent_at` order except for mail fetched late (a backfill); each hit
-//! carries its `sent_at` to show. On PostgreSQL the number of matches is probed on the GIN index
-//! first: few matches are sorted directly, many are found by walking the primary key backwards.
+//! carries its `sent_at` to show.
+//!
+//! FTS5 yields rowids (`ingest_seq`) newest first by itself. PostgreSQL's planner cannot tell a
+//! rare word from a common one well enough (it would walk the whole table for a rare word it
+//! thinks common), so the search picks the plan itself, each step bounded: the newest 2,000
+//! messages are checked first (enough for a common word); otherwise the GIN index says whether
+//! at most 1,000 messages match (sorted directly); only beyond that is the primary key walked
+//! backwards. PostgreSQL indexes the first 100,000 characters of a message, SQLite all of it.
+//!
+//! # Snippets
+//!
+//! [`SearchHit::snippet`] is plain, unescaped text (SQLite `snippet()`, PostgreSQL
+//! `ts_headline()`) and [`SearchHit::highlights`] the byte ranges that matched; the UI escapes
+//! the text and marks the ranges ([`SearchHit::snippet_parts`]).
+//!
+//! # The list's filters
+//!
+//! The text filter (`q`) and the label filter first count their matches, up to 1,000: few are
+//! looked up and sorted, many are checked while walking the list in order. So a rare and a
+//! common label both cost a few milliseconds; a word in more than 1,000 messages costs in
+//! proportion to its matches (tens of milliseconds per 100,000 at 1M messages): for searching,
+//! [`Store::search_messages`] is the fast path.
 
 use std::collections::HashSet;
 
@@ -43,6 +63,9 @@ const MAX_TERMS: usize = 16;
 /// Up to this many matching messages (or labelled conversations) a filter is "sparse": the
 /// matches are fetched and used as a list. Beyond it the statement itself filters.
 const SPARSE_MATCHES: usize = 1_000;
+/// PostgreSQL: how many of the newest messages (by ingest_seq) a search walks before it asks
+/// the GIN index instead.
+const PG_RECENT_WINDOW: i64 = 2_000;
 /// Characters of a PostgreSQL message indexed and highlighted (a tsvector is limited to 1 MB).
 const PG_INDEXED_CHARS: i32 = 100_000;
 
@@ -424,6 +447,48 @@ async fn pg_sparse_matches(
     Ok((rows.len() <= SPARSE_MATCHES).then_some(rows))
 }
 
+/// PostgreSQL: the newest `limit + 1` messages matching `query` before `before`, walking the
+/// primary key backwards (at most `window` ingest_seqs back when given). Cheap when matches are
+/// dense among the newest messages, which is when the GIN probe is expensive.
+async fn pg_newest_matches(
+    conn: &mut PgConnection,
+    query: &TextQuery,
+    before: Option<i64>,
+    limit: u32,
+    window: Option<i64>,
+) -> StoreResult<Vec<i64>> {
+    sqlx::raw_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        .execute(&mut *conn)
+        .await?;
+    let mut qb =
+        QueryBuilder::<sqlx::Postgres>::new("SELECT ingest_seq FROM messages WHERE search @@ ");
+    query.push_tsquery(&mut qb);
+    if let Some(before) = before {
+        qb.push(" AND ingest_seq < ").push_bind(before);
+    }
+    if let Some(window) = window {
+        match before {
+            Some(before) => qb
+                .push(" AND ingest_seq >= ")
+                .push_bind(before.saturating_sub(window)),
+            None => qb
+                .push(" AND ingest_seq >= (SELECT MAX(ingest_seq) FROM messages) - ")
+                .push_bind(window),
+        };
+    }
+    qb.push(" ORDER BY ingest_seq DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let seqs = qb
+        .build_query_scalar::<i64>()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::raw_sql("RESET enable_seqscan; RESET enable_bitmapscan")
+        .execute(&mut *conn)
+        .await?;
+    Ok(seqs)
+}
+
 impl Store {
     /// Messages (customer messages, replies and notes) matching `query` (see the module
     /// documentation for the syntax), newest first, `limit` (1 to 100) per page. Input with
@@ -472,44 +537,26 @@ impl Store {
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let seqs: Vec<i64> = match pg_sparse_matches(&mut tx, &query).await? {
-                    Some(matches) => {
-                        let mut seqs: Vec<i64> = matches
-                            .into_iter()
-                            .map(|(seq, _)| seq)
-                            .filter(|seq| before.is_none_or(|before| *seq < before))
-                            .collect();
-                        seqs.sort_unstable_by(|a, b| b.cmp(a));
-                        seqs.truncate(limit as usize + 1);
-                        seqs
-                    }
-                    None => {
-                        // Many matches: walking the primary key backwards meets the page soon.
-                        sqlx::raw_sql(
-                            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
-                        )
-                        .execute(&mut *tx)
+                // A word in many messages fills the page from the newest ones; any other is
+                // found on the GIN index.
+                let mut seqs =
+                    pg_newest_matches(&mut tx, &query, before, limit, Some(PG_RECENT_WINDOW))
                         .await?;
-                        let mut qb = QueryBuilder::<sqlx::Postgres>::new(
-                            "SELECT ingest_seq FROM messages WHERE search @@ ",
-                        );
-                        query.push_tsquery(&mut qb);
-                        if let Some(before) = before {
-                            qb.push(" AND ingest_seq < ").push_bind(before);
+                if seqs.len() <= limit as usize {
+                    seqs = match pg_sparse_matches(&mut tx, &query).await? {
+                        Some(matches) => {
+                            let mut seqs: Vec<i64> = matches
+                                .into_iter()
+                                .map(|(seq, _)| seq)
+                                .filter(|seq| before.is_none_or(|before| *seq < before))
+                                .collect();
+                            seqs.sort_unstable_by(|a, b| b.cmp(a));
+                            seqs.truncate(limit as usize + 1);
+                            seqs
                         }
-                        qb.push(" ORDER BY ingest_seq DESC LIMIT ")
-                            .push_bind(i64::from(limit) + 1);
-                        let seqs = qb
-                            .build_query_scalar::<i64>()
-                            .persistent(false)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                        sqlx::raw_sql("RESET enable_seqscan; RESET enable_bitmapscan")
-                            .execute(&mut *tx)
-                            .await?;
-                        seqs
-                    }
-                };
+                        None => pg_newest_matches(&mut tx, &query, before, limit, None).await?,
+                    };
+                }
                 if seqs.is_empty() {
                     return Ok(SearchPage::default());
                 }
