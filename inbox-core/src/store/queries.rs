@@ -641,13 +641,13 @@ impl Store {
                 text.push(&mut qb, postgres);
             }
             if let Some(cursor) = cursor {
-                qb.push(" AND (c.last_message_at < ")
+                // A row comparison: both databases turn it into one index range, where the
+                // spelled-out OR makes PostgreSQL filter row by row from the newest.
+                qb.push(" AND (c.last_message_at, c.id) < (")
                     .push_bind(cursor.at)
-                    .push(" OR (c.last_message_at = ")
-                    .push_bind(cursor.at)
-                    .push(" AND c.id < ")
+                    .push(", ")
                     .push_bind(cursor.key.clone())
-                    .push("))");
+                    .push(")");
             }
             qb.push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
                 .push_bind(i64::from(limit) + 1);
@@ -725,13 +725,12 @@ impl Store {
                 filter(qb);
                 if let Some(before) = before {
                     let seq: i64 = before.key.parse().unwrap_or(i64::MAX);
-                    qb.push(" AND (sent_at < ")
+                    // A row comparison: one index range on both databases (see the list).
+                    qb.push(" AND (sent_at, ingest_seq) < (")
                         .push_bind(before.at)
-                        .push(" OR (sent_at = ")
-                        .push_bind(before.at)
-                        .push(" AND ingest_seq < ")
+                        .push(", ")
                         .push_bind(seq)
-                        .push("))");
+                        .push(")");
                 }
                 qb.push(" ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
                     .push_bind(i64::from(limit) + 1);
