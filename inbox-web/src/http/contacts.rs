@@ -44,6 +44,9 @@ async fn merge(
         .contact_merge(merge)
         .await?
         .ok_or(ApiError::NotFound("merge"))?;
+    state
+        .announce(&crate::ui::contacts::merge_events(&record))
+        .await;
     Ok((StatusCode::CREATED, Json(json!(record))))
 }
 
@@ -60,6 +63,9 @@ async fn unmerge(
         .contact_merge(merge)
         .await?
         .ok_or(ApiError::NotFound("merge"))?;
+    state
+        .announce(&crate::ui::contacts::merge_events(&record))
+        .await;
     Ok(Json(json!(record)))
 }
 

@@ -4,9 +4,11 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
+use chrono::Utc;
 use inbox_core::actions;
+use inbox_core::envelope::{DomainEvent, DomainEventKind};
 use inbox_core::ids::ContactId;
-use inbox_core::store::MergeId;
+use inbox_core::store::{ContactMerge, MergeId};
 use serde::Deserialize;
 
 use super::view::{ConversationItem, Layout, When};
@@ -115,6 +117,26 @@ async fn contact_page(
     })
 }
 
+/// Open views of the conversations that changed customer refresh themselves.
+async fn announce_moves(state: &WebState, merge: MergeId) -> UiResult<()> {
+    if let Some(record) = state.store.contact_merge(merge).await? {
+        state.announce(&merge_events(&record)).await;
+    }
+    Ok(())
+}
+
+pub fn merge_events(record: &ContactMerge) -> Vec<DomainEvent> {
+    record
+        .moved_conversations
+        .iter()
+        .map(|id| {
+            let mut event = DomainEvent::new(DomainEventKind::ConversationUpdated, *id, Utc::now());
+            event.contact_id = Some(record.kept_id);
+            event
+        })
+        .collect()
+}
+
 fn contact_id(raw: &str) -> UiResult<ContactId> {
     raw.parse().map_err(|_| UiError::NotFound("contact"))
 }
@@ -148,6 +170,7 @@ pub async fn merge(
     match actions::merge_contacts(&state.store, keep, absorb, &viewer.agent).await {
         Ok(merge) => {
             tracing::info!(%keep, %absorb, merge_id = %merge, agent_id = %viewer.agent.id, "Contacts merged.");
+            announce_moves(&state, merge).await?;
             Ok(back_to(Some(&format!("/contacts/{keep}")), "/inbox"))
         }
         Err(e) => {
@@ -171,6 +194,7 @@ pub async fn unmerge(
     match actions::unmerge_contacts(&state.store, merge, &viewer.agent).await {
         Ok(()) => {
             tracing::info!(merge_id = %merge, agent_id = %viewer.agent.id, "Merge undone.");
+            announce_moves(&state, merge).await?;
             Ok(back_to(
                 Some(&format!("/contacts/{}", record.kept_id)),
                 "/inbox",
