@@ -1858,7 +1858,8 @@ contract!(snoozes_end_and_contact_timeline, |store| async move {
     let (_, conversation, _) = stored(&ingest_one(&store, &m).await);
     let patch = inbox_core::store::ConversationPatch {
         status: Some(inbox_core::model::ConversationStatus::Snoozed),
-        snoozed_until: Some(Utc::now() + chrono::Duration::milliseconds(50)),
+        // Far enough ahead that a loaded machine still checks "not yet due" in time.
+        snoozed_until: Some(Utc::now() + chrono::Duration::milliseconds(1_000)),
         ..Default::default()
     };
     actions::update_conversation(&store, conversation, &agent, &patch)
@@ -1868,7 +1869,7 @@ contract!(snoozes_end_and_contact_timeline, |store| async move {
         actions::wake_snoozed(&store).await.unwrap().is_empty(),
         "not yet due"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_050)).await;
     assert_eq!(actions::wake_snoozed(&store).await.unwrap().len(), 1);
     let woken = store.conversation(conversation).await.unwrap().unwrap();
     assert_eq!(woken.status, inbox_core::model::ConversationStatus::Open);
