@@ -8,6 +8,11 @@ const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 /** Fetches a fragment of ours, or null when it failed (the page stays as it is). */
 async function fragment(url) {
   const response = await fetch(url, { headers: { "X-Requested-With": "fetch" } });
+  // The session ended (signed out elsewhere, expired, agent disabled): go and sign in again.
+  if (response.redirected && new URL(response.url).pathname === "/login") {
+    location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+    return null;
+  }
   if (!response.ok) return null;
   return response.text();
 }

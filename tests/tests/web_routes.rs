@@ -491,3 +491,23 @@ async fn sign_in_sets_a_locked_down_cookie_and_limits_guessing(backend: Backend)
     assert!(body.contains("Too many failed attempts"), "{body}");
     app.stop().await;
 }
+
+both_backends!(anonymous_visitors_are_sent_to_sign_in_and_back);
+async fn anonymous_visitors_are_sent_to_sign_in_and_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let fixture = fixture(&app).await;
+    let page = fixture.path("/conversations/{conversation}?view=mine", 0);
+    let response = request(&app, "GET", &page, Body::None, None, false).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let expected = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("next", page.as_str())]).unwrap()
+    );
+    assert_eq!(response.headers()["location"], expected.as_str());
+    // A form post cannot be replayed by a link: back to the inbox instead.
+    let reply = fixture.path("/conversations/{conversation}/reply", 0);
+    let response = request(&app, "POST", &reply, Body::Form("text=hi"), None, false).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/login?next=%2Finbox");
+    app.stop().await;
+}

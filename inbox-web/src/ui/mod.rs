@@ -121,11 +121,16 @@ impl FromRequestParts<WebState> for Viewer {
                 csrf: a.csrf_token.clone().unwrap_or_default(),
             }),
             None => {
-                let target = parts
-                    .extensions
-                    .get::<OriginalUri>()
-                    .map(|u| u.0.to_string())
-                    .unwrap_or_else(|| parts.uri.to_string());
+                // Back to the page after signing in; a form post cannot be replayed by a link.
+                let target = if parts.method == axum::http::Method::GET {
+                    parts
+                        .extensions
+                        .get::<OriginalUri>()
+                        .map(|u| u.0.to_string())
+                        .unwrap_or_else(|| parts.uri.to_string())
+                } else {
+                    "/inbox".to_owned()
+                };
                 let next = serde_urlencoded::to_string([("next", target)]).unwrap_or_default();
                 Err(Redirect::to(&format!("/login?{next}")).into_response())
             }
