@@ -96,6 +96,14 @@ impl ListQuery {
     }
 }
 
+fn count_label(count: i64) -> String {
+    if count >= inbox_core::store::COUNT_CAP {
+        format!("{}+", inbox_core::store::COUNT_CAP)
+    } else {
+        count.to_string()
+    }
+}
+
 /// Channels and agents by id, to name them on the page.
 struct Names {
     channels: HashMap<ChannelId, Channel>,
@@ -158,7 +166,7 @@ async fn list_view(
         label,
         href: format!("/inbox?{}", query.with(Some(v), None)),
         current: query.view() == v,
-        count: Some(count),
+        count: Some(count_label(count)),
     })
     .collect();
     let by = counts.by_status;
@@ -174,7 +182,7 @@ async fn list_view(
         label,
         href: format!("/inbox?{}", query.with(None, Some(s))),
         current: query.status() == s,
-        count,
+        count: count.map(count_label),
     })
     .collect();
     let mut channels: Vec<Choice> = names

@@ -140,7 +140,8 @@ pub struct Tab {
     pub label: &'static str,
     pub href: String,
     pub current: bool,
-    pub count: Option<i64>,
+    /// Shown next to the label; counts stop at a cap ("10000+").
+    pub count: Option<String>,
 }
 
 /// The list column: filters, rows, the next page.
