@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::view::LoginPage;
 use super::{UiResult, back_to, render};
 use crate::http::WebState;
-use crate::http::auth::{SESSION_COOKIE, same_secret, session_token};
+use crate::http::auth::{SESSION_COOKIE, cookie_value, same_secret, session_token};
 
 const LOGIN_COOKIE: &str = "inbox_login";
 
@@ -92,16 +92,8 @@ pub async fn submit(
     Form(form): Form<LoginForm>,
 ) -> UiResult {
     let client = Some(peer.ip());
-    let cookie_token = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| *k == LOGIN_COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_default();
-    if cookie_token.is_empty() || !same_secret(&cookie_token, &form.csrf) {
+    let cookie_token = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if cookie_token.is_empty() || !same_secret(cookie_token, &form.csrf) {
         return form_response(
             &state,
             form.next,
