@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
@@ -263,7 +264,7 @@ pub struct Body {
 }
 
 /// An attachment kept in blob storage; only the reference travels on the bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AttachmentRef {
     pub name: String,
     #[serde(default)]
@@ -275,8 +276,9 @@ pub struct AttachmentRef {
 }
 
 /// A location in blob storage (an `object_store` path) or an external URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String)]
 pub struct BlobRef(pub String);
 
 /// Outcome of delivering an [`OutboundMessage`], reported back by the connector.
@@ -298,7 +300,7 @@ pub struct DeliveryReport {
 }
 
 /// Delivery state of an outgoing message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Queued,

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::envelope::{ChannelKind, DeliveryStatus};
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
@@ -64,7 +65,7 @@ pub struct Agent {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Contact {
     pub id: ContactId,
     pub name: Option<String>,
@@ -74,13 +75,13 @@ pub struct Contact {
 }
 
 /// One (namespace, handle) pair that resolves to a contact.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Identity {
     pub namespace: String,
     pub handle: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     Open,
@@ -110,7 +111,7 @@ impl ConversationStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Conversation {
     pub id: ConversationId,
     pub channel_id: ChannelId,
@@ -132,7 +133,7 @@ pub struct Conversation {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// From the customer.
@@ -163,7 +164,7 @@ impl Direction {
 }
 
 /// Which threading rule (DESIGN §5) placed a message in its conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadReason {
     /// Rule 1: In-Reply-To/References or the channel's reply reference points at a stored message.
@@ -205,7 +206,7 @@ impl ThreadReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     pub id: MessageId,
     /// Arrival order; ties in `sent_at` are broken by it.
@@ -222,6 +223,8 @@ pub struct Message {
     pub html: Option<String>,
     pub subject: Option<String>,
     pub in_reply_to: Option<String>,
+    /// The files of the message, as references to blob storage.
+    #[schema(value_type = Vec<crate::envelope::AttachmentRef>)]
     pub attachments: serde_json::Value,
     pub thread_reason: ThreadReason,
     pub sent_at: DateTime<Utc>,
@@ -297,7 +300,7 @@ impl Actor {
 }
 
 /// A row of the conversation log as read back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConversationEvent {
     pub id: String,
     pub conversation_id: ConversationId,
@@ -305,6 +308,7 @@ pub struct ConversationEvent {
     pub actor_kind: String,
     pub actor_id: Option<String>,
     pub message_id: Option<MessageId>,
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     pub at: DateTime<Utc>,
 }

@@ -39,6 +39,7 @@ fn table() -> Vec<Row> {
         Row("GET", "/healthz", None, PUBLIC),
         Row("GET", "/readyz", None, PUBLIC),
         Row("GET", "/metrics", None, PUBLIC),
+        Row("GET", "/api/v1/openapi.json", None, PUBLIC),
         Row("GET", "/login", None, PUBLIC),
         Row("GET", "/assets/app.js", None, PUBLIC),
         Row("GET", "/assets/app.css", None, PUBLIC),

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, FromRow, QueryBuilder};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
@@ -29,8 +30,11 @@ const CHUNK: usize = 500;
 const MAX_HOPS: usize = 16;
 
 /// The id of a contact merge (a UUIDv7, stored as text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
 pub struct MergeId(pub Uuid);
 
 impl MergeId {
@@ -59,7 +63,7 @@ impl FromStr for MergeId {
 }
 
 /// A field of the kept contact that a merge filled from the absorbed one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FilledField {
     /// `name`, `email` or `phone`.
     pub field: String,
@@ -70,7 +74,7 @@ pub struct FilledField {
 }
 
 /// What one merge moved, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ContactMerge {
     pub id: MergeId,
     pub kept_id: ContactId,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, FromRow, QueryBuilder};
+use utoipa::ToSchema;
 
 use super::search::{LabelFilter, TextFilter};
 use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
@@ -320,13 +321,13 @@ impl PageCursor {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ConversationPage {
     pub items: Vec<Conversation>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessagePage {
     /// Oldest first.
     pub items: Vec<Message>,

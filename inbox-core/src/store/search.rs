@@ -46,6 +46,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Database, Encode, FromRow, PgConnection, QueryBuilder, Type};
+use utoipa::ToSchema;
 
 use super::queries::PageCursor;
 use super::{Store, StoreError, StoreResult, on_pool};
@@ -75,7 +76,7 @@ const MARK_START: char = '\u{E000}';
 const MARK_END: char = '\u{E001}';
 
 /// One message that matched a search.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SearchHit {
     pub message_id: MessageId,
     pub conversation_id: ConversationId,
@@ -91,6 +92,7 @@ pub struct SearchHit {
     pub snippet: String,
     /// Byte ranges `(start, end)` of `snippet` that matched: ascending, not overlapping, on char
     /// boundaries.
+    #[schema(value_type = Vec<Vec<u64>>)]
     pub highlights: Vec<(usize, usize)>,
 }
 
@@ -121,7 +123,7 @@ impl SearchHit {
 }
 
 /// A page of search hits, newest first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct SearchPage {
     pub items: Vec<SearchHit>,
     /// Pass back (decoded with [`PageCursor::decode`]) for the next, older page.

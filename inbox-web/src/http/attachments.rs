@@ -18,6 +18,7 @@ use futures::StreamExt;
 use inbox_core::envelope::{AttachmentRef, BlobRef};
 use object_store::path::Path as BlobPath;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::{ApiError, CurrentAgent, WebState};
 
@@ -39,8 +40,11 @@ pub fn router() -> Router<WebState> {
         .route("/api/v1/attachments/{*key}", get(download))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
+    /// The file's name (required).
+    #[param(required = true)]
     filename: Option<String>,
 }
 
@@ -103,6 +107,19 @@ fn too_large() -> Response {
     response
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/attachments",
+    tag = "attachments",
+    params(UploadQuery),
+    request_body(content = Vec<u8>, description = "The raw file bytes; `Content-Type` is the file's.", content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "The reference to put in a reply's `attachments`.", body = AttachmentRef),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 413, description = "The file is larger than 25 MiB.", body = super::openapi::ErrorBody),
+    )
+)]
 async fn upload(
     State(state): State<WebState>,
     CurrentAgent(agent): CurrentAgent,
@@ -195,8 +212,10 @@ fn safe_key(key: &str) -> bool {
             .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DownloadQuery {
+    /// The content type to answer with (the reference's); else guessed from the name.
     content_type: Option<String>,
 }
 
@@ -247,6 +266,17 @@ fn disposition(name: &str) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/attachments/{key}",
+    tag = "attachments",
+    params(("key" = String, Path, description = "The blob key (`uploads/…`, `attachments/…` or `raw/…`; may contain `/`)."), DownloadQuery),
+    responses(
+        (status = 200, description = "The file, as a download.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn download(
     State(state): State<WebState>,
     CurrentAgent(_): CurrentAgent,

@@ -10,6 +10,7 @@ use inbox_core::ids::ContactId;
 use inbox_core::store::MergeId;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::conversations::{parse_cursor, parse_id};
 use super::error::parse_json;
@@ -22,7 +23,7 @@ pub fn router() -> Router<WebState> {
         .route("/api/v1/contact-merges/{id}/undo", post(unmerge))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MergeBody {
     /// The contact whose identities, conversations and messages move into this one.
@@ -30,6 +31,19 @@ struct MergeBody {
 }
 
 /// Merges `absorb` into the contact of the path; answers the merge record (its id undoes it).
+#[utoipa::path(
+    post,
+    path = "/api/v1/contacts/{id}/merge",
+    tag = "contacts",
+    params(("id" = String, Path, description = "The kept contact's id (a UUID).")),
+    request_body = MergeBody,
+    responses(
+        (status = 201, description = "The merge record; its id undoes it.", body = inbox_core::store::ContactMerge),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn merge(
     State(state): State<WebState>,
     CurrentAgent(agent): CurrentAgent,
@@ -51,6 +65,18 @@ async fn merge(
 }
 
 /// Puts back everything a merge moved.
+#[utoipa::path(
+    post,
+    path = "/api/v1/contact-merges/{id}/undo",
+    tag = "contacts",
+    params(("id" = String, Path, description = "The merge id (a UUID).")),
+    responses(
+        (status = 200, description = "The merge record, undone.", body = inbox_core::store::ContactMerge),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn unmerge(
     State(state): State<WebState>,
     CurrentAgent(agent): CurrentAgent,
@@ -69,15 +95,29 @@ async fn unmerge(
     Ok(Json(json!(record)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TimelineQuery {
     /// `next_before` of the previous page: older messages.
     before: Option<String>,
+    /// 1 to 500 (default 50).
     limit: Option<u32>,
 }
 
 /// The contact, their identities, their conversations on every channel, and one timeline of
 /// their messages across all of them (newest page first, oldest first within the page).
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}",
+    tag = "contacts",
+    params(("id" = String, Path, description = "The contact id (a UUID)."), TimelineQuery),
+    responses(
+        (status = 200, description = "The contact, identities, conversations and timeline.", body = super::openapi::ContactView),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<WebState>,
     CurrentAgent(_): CurrentAgent,

@@ -14,6 +14,7 @@ use inbox_core::store::{
     ConversationFilter, ConversationPage, ConversationPatch, MessagePage, PageCursor,
 };
 use serde::{Deserialize, Deserializer};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::parse_json;
 use super::{ApiError, CurrentAgent, WebState};
@@ -35,11 +36,14 @@ pub(super) fn parse_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> R
     raw.parse().map_err(|_| ApiError::NotFound(what))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `open`, `pending`, `snoozed`, `resolved` or `all` (the default).
     status: Option<String>,
     /// `me`, `none` (unassigned) or an agent id.
     assignee: Option<String>,
+    /// A channel id.
     channel: Option<String>,
     /// Conversations with a message matching this search.
     q: Option<String>,
@@ -47,7 +51,10 @@ struct ListQuery {
     label: Option<String>,
     /// `true`: only conversations with unread customer messages.
     unread: Option<bool>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
 }
 
@@ -74,6 +81,17 @@ pub(super) fn parse_cursor(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "conversations",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of conversations, newest activity first.", body = ConversationPage),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<WebState>,
     CurrentAgent(agent): CurrentAgent,
@@ -127,6 +145,17 @@ async fn load(state: &WebState, raw_id: &str) -> Result<Conversation, ApiError> 
         .ok_or(ApiError::NotFound("conversation"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    responses(
+        (status = 200, description = "The conversation.", body = Conversation),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<WebState>,
     CurrentAgent(_): CurrentAgent,
@@ -135,12 +164,28 @@ async fn show(
     Ok(Json(load(&state, &id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MessagesQuery {
+    /// `next_before` of the previous page: older messages.
     before: Option<String>,
+    /// 1 to 500 (default 25).
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id (a UUID)."), MessagesQuery),
+    responses(
+        (status = 200, description = "A page of messages and notes, oldest first.", body = MessagePage),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn messages(
     State(state): State<WebState>,
     CurrentAgent(_): CurrentAgent,
@@ -158,6 +203,17 @@ async fn messages(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/events",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    responses(
+        (status = 200, description = "The conversation log, oldest first.", body = Vec<ConversationEvent>),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn events(
     State(state): State<WebState>,
     CurrentAgent(_): CurrentAgent,
@@ -169,7 +225,7 @@ async fn events(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewMessage {
     text: String,
@@ -181,6 +237,19 @@ struct NewMessage {
     attachments: Vec<inbox_core::envelope::AttachmentRef>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    request_body = NewMessage,
+    responses(
+        (status = 201, description = "The stored reply or note.", body = inbox_core::model::Message),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn post_message(
     State(state): State<WebState>,
     CurrentAgent(agent): CurrentAgent,
@@ -222,13 +291,15 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+/// What to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Patch {
     #[serde(default)]
     status: Option<ConversationStatus>,
     /// An agent id, `"me"`, or `null` to unassign.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     assignee: Option<Option<String>>,
     #[serde(default)]
     labels: Option<Vec<String>>,
@@ -236,6 +307,19 @@ struct Patch {
     snoozed_until: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    request_body = Patch,
+    responses(
+        (status = 200, description = "The conversation as changed.", body = Conversation),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
+    )
+)]
 async fn update(
     State(state): State<WebState>,
     CurrentAgent(agent): CurrentAgent,

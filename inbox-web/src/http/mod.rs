@@ -5,6 +5,7 @@ pub mod auth;
 mod contacts;
 mod conversations;
 mod error;
+mod openapi;
 mod search;
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub fn router(state: WebState) -> Router {
         .merge(attachments::router())
         .merge(contacts::router())
         .merge(search::router())
+        .merge(openapi::router())
         .merge(crate::ui::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -5,6 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use inbox_core::store::SearchPage;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::conversations::parse_cursor;
 use super::{ApiError, CurrentAgent, WebState};
@@ -13,16 +14,31 @@ pub fn router() -> Router<WebState> {
     Router::new().route("/api/v1/search", get(search))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
+    /// The words to find (at most 1000 bytes).
     #[serde(default)]
     q: String,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1 to 100 (default 25).
     limit: Option<u32>,
 }
 
 /// Hits newest first; `snippet` is plain, unescaped text and `highlights` the byte ranges that
 /// matched (render escaped).
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    tag = "search",
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "A page of hits, newest first.", body = SearchPage),
+        (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
+        (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
+    )
+)]
 async fn search(
     State(state): State<WebState>,
     CurrentAgent(_): CurrentAgent,
