@@ -286,10 +286,14 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
     if let Some(email) = &payload.from.email {
         EmailAddress::parse(email).map_err(|e| Refusal::field("from.email", e))?;
     }
-    if payload.text.trim().is_empty()
-        && payload.html.as_deref().is_none_or(|h| h.trim().is_empty())
-        && payload.attachments.is_empty()
-    {
+    // The same sanitizer as email: the integration's HTML is as untrusted as a mail's. Checked
+    // after sanitizing, so HTML that was nothing but script does not count as content.
+    let html = payload
+        .html
+        .as_deref()
+        .map(crate::email::parse::sanitize_html)
+        .filter(|h| !h.trim().is_empty());
+    if payload.text.trim().is_empty() && html.is_none() && payload.attachments.is_empty() {
         return Err(Refusal::field(
             "text",
             "a message needs text, html or an attachment",
@@ -336,11 +340,7 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
         received_at: Utc::now(),
         body: Body {
             text: payload.text,
-            // The same sanitizer as email: the integration's HTML is as untrusted as a mail's.
-            html: payload
-                .html
-                .map(|h| crate::email::parse::sanitize_html(&h))
-                .filter(|h| !h.trim().is_empty()),
+            html,
         },
         attachments,
         raw: None,
@@ -496,6 +496,11 @@ mod tests {
                 "from.handle",
             ),
             (json!({"external_id": "m", "from": {"handle": "u"}}), "text"),
+            // HTML that is nothing but script is no content once sanitized.
+            (
+                json!({"external_id": "m", "from": {"handle": "u"}, "html": "<script>alert(1)</script>"}),
+                "text",
+            ),
             (
                 json!({"external_id": "m", "from": {"handle": "u"}, "text": "x", "sent_at": "yesterday"}),
                 "sent_at",
