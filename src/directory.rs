@@ -78,11 +78,7 @@ impl CursorStore for StoreCursors {
             .await
             .map_err(|e| e.to_string())?;
         // A cursor moves only after the bus took what was read: the source is healthy.
-        if let Err(error) = self
-            .0
-            .report_health(channel, &HealthReport::Received(0))
-            .await
-        {
+        if let Err(error) = self.0.report_health(channel, &HealthReport::Progress).await {
             tracing::warn!(%channel, %error, "Channel health not recorded.");
         }
         Ok(())

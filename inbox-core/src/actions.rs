@@ -373,6 +373,20 @@ fn fill_field(
     }
 }
 
+/// What open views must refresh after a merge or its undo: each conversation that changed
+/// customer.
+pub fn merge_events(record: &crate::store::ContactMerge) -> Vec<DomainEvent> {
+    record
+        .moved_conversations
+        .iter()
+        .map(|id| {
+            let mut event = DomainEvent::new(DomainEventKind::ConversationUpdated, *id, Utc::now());
+            event.contact_id = Some(record.kept_id);
+            event
+        })
+        .collect()
+}
+
 /// Merges contact `absorb` into `keep` (DESIGN §5 Identity): the absorbed contact's identities,
 /// conversations and messages move to the kept one, which gets the absorbed one's name, email
 /// and phone where it has none. Everything that moved is recorded, so [`unmerge_contacts`] can

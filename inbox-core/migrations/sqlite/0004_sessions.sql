@@ -18,7 +18,6 @@ CREATE TABLE channel_health (
     last_success_at BIGINT,
     last_error      TEXT,
     last_error_at   BIGINT,
-    received        BIGINT NOT NULL DEFAULT 0,
     delivered       BIGINT NOT NULL DEFAULT 0,
     failed          BIGINT NOT NULL DEFAULT 0,
     updated_at      BIGINT NOT NULL

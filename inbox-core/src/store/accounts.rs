@@ -43,7 +43,6 @@ pub struct ChannelHealth {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
-    pub received: i64,
     pub delivered: i64,
     pub failed: i64,
 }
@@ -51,8 +50,8 @@ pub struct ChannelHealth {
 /// One observation a connector reports about its channel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HealthReport {
-    /// A poll or connection succeeded and handed `received` new events to the bus.
-    Received(u64),
+    /// The source moved on: what it read was accepted by the bus.
+    Progress,
     /// A reply was delivered.
     Delivered,
     /// A reply failed for good.
@@ -291,25 +290,23 @@ impl Store {
         report: &HealthReport,
     ) -> StoreResult<()> {
         let now = to_millis(Utc::now());
-        let (success, error, received, delivered, failed): (bool, Option<&str>, i64, i64, i64) =
-            match report {
-                HealthReport::Received(n) => (true, None, i64::try_from(*n).unwrap_or(0), 0, 0),
-                HealthReport::Delivered => (true, None, 0, 1, 0),
-                HealthReport::DeliveryFailed(e) => (false, Some(e), 0, 0, 1),
-                HealthReport::Error(e) => (false, Some(e), 0, 0, 0),
-            };
+        let (success, error, delivered, failed): (bool, Option<&str>, i64, i64) = match report {
+            HealthReport::Progress => (true, None, 0, 0),
+            HealthReport::Delivered => (true, None, 1, 0),
+            HealthReport::DeliveryFailed(e) => (false, Some(e), 0, 1),
+            HealthReport::Error(e) => (false, Some(e), 0, 0),
+        };
         let success_at = success.then_some(now);
         let error_at = error.map(|_| now);
         on_pool!(self, pool, Db => sqlx::query::<Db>(
             "INSERT INTO channel_health
-                 (channel_id, last_success_at, last_error, last_error_at, received, delivered,
-                  failed, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 (channel_id, last_success_at, last_error, last_error_at, delivered, failed,
+                  updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (channel_id) DO UPDATE SET
                  last_success_at = COALESCE(excluded.last_success_at, channel_health.last_success_at),
                  last_error = COALESCE(excluded.last_error, channel_health.last_error),
                  last_error_at = COALESCE(excluded.last_error_at, channel_health.last_error_at),
-                 received = channel_health.received + excluded.received,
                  delivered = channel_health.delivered + excluded.delivered,
                  failed = channel_health.failed + excluded.failed,
                  updated_at = excluded.updated_at",
@@ -318,7 +315,6 @@ impl Store {
         .bind(success_at)
         .bind(error)
         .bind(error_at)
-        .bind(received)
         .bind(delivered)
         .bind(failed)
         .bind(now)
@@ -354,13 +350,11 @@ impl Store {
             last_success_at: Option<i64>,
             last_error: Option<String>,
             last_error_at: Option<i64>,
-            received: i64,
             delivered: i64,
             failed: i64,
         }
         let rows = on_pool!(self, pool, Db => sqlx::query_as::<Db, Row>(
-            "SELECT channel_id, last_success_at, last_error, last_error_at, received, delivered,
-                    failed
+            "SELECT channel_id, last_success_at, last_error, last_error_at, delivered, failed
              FROM channel_health",
         )
         .fetch_all(pool)
@@ -374,7 +368,6 @@ impl Store {
                         last_success_at: r.last_success_at.map(from_millis),
                         last_error: r.last_error,
                         last_error_at: r.last_error_at.map(from_millis),
-                        received: r.received,
                         delivered: r.delivered,
                         failed: r.failed,
                     },

@@ -49,7 +49,7 @@ struct UploadQuery {
 }
 
 /// The file name as shown and sent: no directories, no control characters, no leading dots.
-pub fn clean_file_name(raw: &str) -> Option<String> {
+fn clean_file_name(raw: &str) -> Option<String> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
     let cleaned: String = cleaned
@@ -186,9 +186,23 @@ async fn upload(
     Ok((StatusCode::CREATED, axum::Json(reference)).into_response())
 }
 
+/// Checks that a reply's attachments are uploads that exist, cleans their names and sets their
+/// stored sizes; an error names the field (`attachments[i].blob` / `attachments[i].name`).
+pub async fn check_uploads(state: &WebState, refs: &mut [AttachmentRef]) -> Result<(), ApiError> {
+    for (i, attachment) in refs.iter_mut().enumerate() {
+        let size = check_upload(state, &attachment.blob.0)
+            .await
+            .map_err(|message| ApiError::invalid(format!("attachments[{i}].blob"), message))?;
+        attachment.name = clean_file_name(&attachment.name)
+            .ok_or_else(|| ApiError::invalid(format!("attachments[{i}].name"), "empty"))?;
+        attachment.size = Some(size);
+    }
+    Ok(())
+}
+
 /// Checks that a reply's attachment is an upload that exists; returns its stored size, or what
 /// is wrong with it.
-pub async fn check_upload(state: &WebState, key: &str) -> Result<u64, String> {
+async fn check_upload(state: &WebState, key: &str) -> Result<u64, String> {
     if !key.starts_with(UPLOAD_PREFIX) || !safe_key(key) {
         return Err(format!(
             "must be the blob of an upload (`{UPLOAD_PREFIX}…`, from POST /api/v1/attachments)"

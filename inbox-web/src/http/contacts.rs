@@ -58,9 +58,7 @@ async fn merge(
         .contact_merge(merge)
         .await?
         .ok_or(ApiError::NotFound("merge"))?;
-    state
-        .announce(&crate::ui::contacts::merge_events(&record))
-        .await;
+    state.announce(&actions::merge_events(&record)).await;
     Ok((StatusCode::CREATED, Json(json!(record))))
 }
 
@@ -89,9 +87,7 @@ async fn unmerge(
         .contact_merge(merge)
         .await?
         .ok_or(ApiError::NotFound("merge"))?;
-    state
-        .announce(&crate::ui::contacts::merge_events(&record))
-        .await;
+    state.announce(&actions::merge_events(&record)).await;
     Ok(Json(json!(record)))
 }
 

@@ -58,7 +58,7 @@ struct ListQuery {
     limit: Option<String>,
 }
 
-fn parse_limit(raw: Option<&str>, max: u32) -> Result<u32, ApiError> {
+pub(super) fn parse_limit(raw: Option<&str>, max: u32) -> Result<u32, ApiError> {
     match raw {
         None | Some("") => Ok(DEFAULT_PAGE),
         Some(raw) => raw
@@ -258,14 +258,7 @@ async fn post_message(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: ConversationId = parse_id(&id, "conversation")?;
     let mut input: NewMessage = parse_json(&body)?;
-    for (i, attachment) in input.attachments.iter_mut().enumerate() {
-        let size = super::attachments::check_upload(&state, &attachment.blob.0)
-            .await
-            .map_err(|message| ApiError::invalid(format!("attachments[{i}].blob"), message))?;
-        attachment.name = super::attachments::clean_file_name(&attachment.name)
-            .ok_or_else(|| ApiError::invalid(format!("attachments[{i}].name"), "empty"))?;
-        attachment.size = Some(size);
-    }
+    super::attachments::check_uploads(&state, &mut input.attachments).await?;
     let posted = actions::post_message(
         &state.store,
         id,

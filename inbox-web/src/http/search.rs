@@ -7,7 +7,7 @@ use inbox_core::store::SearchPage;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::conversations::parse_cursor;
+use super::conversations::{parse_cursor, parse_limit};
 use super::{ApiError, CurrentAgent, WebState};
 
 pub fn router() -> Router<WebState> {
@@ -23,7 +23,7 @@ struct SearchQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100 (default 25).
-    limit: Option<u32>,
+    limit: Option<String>,
 }
 
 /// Hits newest first; `snippet` is plain, unescaped text and `highlights` the byte ranges that
@@ -47,10 +47,7 @@ async fn search(
     if query.q.len() > 1_000 {
         return Err(ApiError::invalid("q", "at most 1000 bytes"));
     }
-    let limit = query.limit.unwrap_or(25);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 100"));
-    }
+    let limit = parse_limit(query.limit.as_deref(), 100)?;
     let cursor = parse_cursor(query.cursor.as_deref(), "cursor")?;
     Ok(Json(
         state

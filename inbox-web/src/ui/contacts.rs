@@ -4,11 +4,9 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
-use chrono::Utc;
 use inbox_core::actions;
-use inbox_core::envelope::{DomainEvent, DomainEventKind};
 use inbox_core::ids::ContactId;
-use inbox_core::store::{ContactMerge, MergeId};
+use inbox_core::store::MergeId;
 use serde::Deserialize;
 
 use super::view::{ConversationItem, Layout, When};
@@ -120,21 +118,9 @@ async fn contact_page(
 /// Open views of the conversations that changed customer refresh themselves.
 async fn announce_moves(state: &WebState, merge: MergeId) -> UiResult<()> {
     if let Some(record) = state.store.contact_merge(merge).await? {
-        state.announce(&merge_events(&record)).await;
+        state.announce(&actions::merge_events(&record)).await;
     }
     Ok(())
-}
-
-pub fn merge_events(record: &ContactMerge) -> Vec<DomainEvent> {
-    record
-        .moved_conversations
-        .iter()
-        .map(|id| {
-            let mut event = DomainEvent::new(DomainEventKind::ConversationUpdated, *id, Utc::now());
-            event.contact_id = Some(record.kept_id);
-            event
-        })
-        .collect()
 }
 
 fn contact_id(raw: &str) -> UiResult<ContactId> {

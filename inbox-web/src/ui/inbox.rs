@@ -424,8 +424,8 @@ pub async fn message_fragment(
         .message(message)
         .await?
         .ok_or(UiError::NotFound("message"))?;
-    if m.contact_id.is_some_and(|k| k != c.contact_id) && m.conversation_id != c.id {
-        // Only this customer's messages belong in this timeline.
+    // Only this customer's messages (from any of their conversations) belong in this timeline.
+    if m.conversation_id != c.id {
         let other = state.store.conversation(m.conversation_id).await?;
         if other.is_none_or(|o| o.contact_id != c.contact_id) {
             return Err(UiError::NotFound("message"));
@@ -457,14 +457,9 @@ async fn uploaded(state: &WebState, raw: &str) -> UiResult<Vec<AttachmentRef>> {
     }
     let mut refs: Vec<AttachmentRef> =
         serde_json::from_str(raw).map_err(|e| UiError::Invalid(format!("attachments: {e}")))?;
-    for attachment in &mut refs {
-        let size = crate::http::attachments::check_upload(state, &attachment.blob.0)
-            .await
-            .map_err(|message| UiError::Invalid(format!("attachments: {message}")))?;
-        attachment.name = crate::http::attachments::clean_file_name(&attachment.name)
-            .ok_or_else(|| UiError::Invalid("attachments: a file name is empty".into()))?;
-        attachment.size = Some(size);
-    }
+    crate::http::attachments::check_uploads(state, &mut refs)
+        .await
+        .map_err(|e| UiError::Invalid(e.to_string()))?;
     Ok(refs)
 }
 

@@ -5,7 +5,7 @@
 mod admin;
 mod assets;
 mod canned;
-pub(crate) mod contacts;
+mod contacts;
 mod inbox;
 mod live;
 mod login;
