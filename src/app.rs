@@ -19,6 +19,7 @@ use inbox_core::store::Store;
 use inbox_core::timers::SnoozeWaker;
 use inbox_core::worker::{IngestWorker, WorkerSettings};
 use inbox_web::WebState;
+use inbox_web::http::client_addr::TrustedProxies;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -257,12 +258,15 @@ impl Application {
                 bus: bus.clone(),
                 outbox_ready,
                 blobs: blobs.clone(),
-                auth: Arc::new(inbox_web::http::AuthSettings::new(
-                    config
-                        .public_url
-                        .as_deref()
-                        .is_some_and(|u| u.starts_with("https://")),
-                )),
+                auth: Arc::new(
+                    inbox_web::http::AuthSettings::new(
+                        config
+                            .public_url
+                            .as_deref()
+                            .is_some_and(|u| u.starts_with("https://")),
+                    )
+                    .with_trusted_proxies(TrustedProxies::new(config.web.trusted_proxies.clone())),
+                ),
             }));
         }
         if roles.connectors {

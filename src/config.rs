@@ -38,6 +38,22 @@ pub struct Config {
     pub delivery: RetryPolicy,
     /// Threading rules.
     pub threading: ThreadingConfig,
+    /// A message's provider time earlier than its channel's creation by more than this many
+    /// days is not believed: the message is placed at its arrival time and the claimed time is
+    /// kept (`claimed_sent_at`). Mailbox backfills and imports within the bound keep their times.
+    pub max_backdate_days: u64,
+    /// The agents' web inbox.
+    pub web: WebConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Reverse proxies (CIDRs, e.g. `["127.0.0.1/32", "10.0.0.0/8"]`) whose `Forwarded` /
+    /// `X-Forwarded-For` headers give the client's address for sign-in limits. Requests from
+    /// other peers are taken at their own address; their headers are never read. Also
+    /// `INBOX_WEB_TRUSTED_PROXIES` (comma-separated).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -71,6 +87,8 @@ impl Default for Config {
             public_url: None,
             delivery: RetryPolicy::default(),
             threading: ThreadingConfig::default(),
+            max_backdate_days: 365,
+            web: WebConfig::default(),
         }
     }
 }
@@ -109,6 +127,18 @@ impl Config {
                     .parse()
                     .with_context(|| format!("INBOX_OPS_LISTEN: `{listen}` is not host:port"))?,
             );
+        }
+        if let Some(proxies) = env("INBOX_WEB_TRUSTED_PROXIES") {
+            config.web.trusted_proxies = proxies
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse().with_context(|| {
+                        format!("INBOX_WEB_TRUSTED_PROXIES: `{p}` is not a CIDR (e.g. 10.0.0.0/8)")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
         }
         if let Some(brokers) = env("INBOX_KAFKA_BROKERS").filter(|b| !b.is_empty()) {
             config
@@ -153,6 +183,7 @@ impl Config {
                 chat_reopen_window: Duration::from_secs(self.threading.chat_reopen_hours * 3600),
                 subject_window: Duration::from_secs(self.threading.subject_window_days * 86_400),
             },
+            max_backdate: Duration::from_secs(self.max_backdate_days.saturating_mul(86_400)),
             ..IngestSettings::default()
         }
     }

@@ -22,6 +22,7 @@ use inbox_core::envelope::{
     AttachmentRef, BlobRef, Body, ChannelKind, InboundEvent, InboundMessage, OutboundMessage,
     Party, ThreadHints,
 };
+use inbox_core::file_name::clean_file_name;
 use inbox_core::identity::EmailAddress;
 use inbox_core::ids::{ChannelId, MessageId};
 use inbox_core::model::Channel;
@@ -308,10 +309,15 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
                 "must be an http(s) URL",
             ));
         }
+        // Named by the sender, else by the URL's last segment; cleaned as every entry point is.
+        let name = a
+            .name
+            .as_deref()
+            .and_then(clean_file_name)
+            .or_else(|| clean_file_name(url.split(['?', '#']).next().unwrap_or(url)))
+            .unwrap_or_else(|| "attachment".to_owned());
         attachments.push(AttachmentRef {
-            name: a
-                .name
-                .unwrap_or_else(|| url.rsplit('/').next().unwrap_or("attachment").to_owned()),
+            name,
             content_type: a.content_type,
             size: a.size,
             blob: BlobRef(url.to_owned()),
@@ -469,9 +475,16 @@ mod tests {
             "text": "hello",
             "sent_at": "2026-01-02T03:04:05Z",
             "in_reply_to": "m-0",
-            "attachments": [{"url": "https://files.example.com/a.png"}]
+            "attachments": [
+                {"url": "https://files.example.com/a.png"},
+                {"url": "https://files.example.com/x", "name": "../invoice\u{202e}fdp.exe"},
+                {"url": "https://files.example.com/dl/report.pdf?sig=abc"}
+            ]
         });
         let m = parse(&channel(), body.to_string().as_bytes()).unwrap();
+        // Names are cleaned as at every entry point: no directories, no bidi overrides.
+        assert_eq!(m.attachments[1].name, "invoicefdp.exe");
+        assert_eq!(m.attachments[2].name, "report.pdf");
         assert_eq!(m.external_id, "m-1");
         assert_eq!(m.from.handle, "u-1");
         assert_eq!(m.thread.in_reply_to.as_deref(), Some("m-0"));

@@ -49,6 +49,13 @@ pub async fn post_message(
             message: format!("must be 1 to {MAX_TEXT} characters"),
         });
     }
+    // PostgreSQL cannot store NUL in text; SQLite could, so refuse it on both alike.
+    if text.contains('\0') {
+        return Err(StoreError::Invalid {
+            field: "text",
+            message: "must not contain NUL characters".into(),
+        });
+    }
     if attachments.len() > MAX_ATTACHMENTS {
         return Err(StoreError::Invalid {
             field: "attachments",
@@ -95,6 +102,7 @@ pub async fn post_message(
         raw_ref: None,
         thread_reason: ThreadReason::Agent,
         sent_at: at,
+        claimed_sent_at: None,
         received_at: at,
         delivery_status: (!private).then_some(DeliveryStatus::Queued),
     };
@@ -286,10 +294,15 @@ fn normalize_labels(labels: &[String]) -> StoreResult<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for label in labels {
         let label = label.trim().to_lowercase();
-        if label.is_empty() || label.chars().count() > MAX_LABEL_CHARS {
+        if label.is_empty()
+            || label.chars().count() > MAX_LABEL_CHARS
+            || label.chars().any(char::is_control)
+        {
             return Err(StoreError::Invalid {
                 field: "labels",
-                message: format!("each label must be 1 to {MAX_LABEL_CHARS} characters"),
+                message: format!(
+                    "each label must be 1 to {MAX_LABEL_CHARS} characters, no control characters"
+                ),
             });
         }
         if !out.contains(&label) {

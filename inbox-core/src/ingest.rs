@@ -39,6 +39,10 @@ pub struct IngestSettings {
     pub threading: ThreadingPolicy,
     /// A `sent_at` further than this in the future is replaced by `received_at` (DESIGN §5).
     pub max_clock_skew: Duration,
+    /// A `sent_at` earlier than the channel's creation by more than this is replaced by
+    /// `received_at` too (a broken clock, `0001-01-01`); within it, mailbox backfills and history
+    /// imports keep their times.
+    pub max_backdate: Duration,
 }
 
 impl Default for IngestSettings {
@@ -46,6 +50,7 @@ impl Default for IngestSettings {
         IngestSettings {
             threading: ThreadingPolicy::default(),
             max_clock_skew: Duration::from_secs(300),
+            max_backdate: Duration::from_secs(365 * 86_400),
         }
     }
 }
@@ -118,6 +123,8 @@ struct ValidMessage {
     identity: Identity,
     verified_email: Option<EmailAddress>,
     sent_at: i64,
+    /// The provider's time when it was replaced by `sent_at`.
+    claimed_sent_at: Option<i64>,
     /// Email: the conversation named by a reply token in a recipient or a referenced Message-ID.
     token: Option<ConversationId>,
     /// Email: the normalized subject.
@@ -624,6 +631,7 @@ impl<'a> Batch<'a> {
                 raw_ref: m.raw.as_ref().map(|r| r.0.clone()),
                 thread_reason: reason,
                 sent_at: c.sent_at,
+                claimed_sent_at: c.claimed_sent_at,
                 received_at: to_millis(m.received_at),
                 delivery_status: None,
             });
@@ -753,13 +761,19 @@ fn validate(
         Some(email) => Some(EmailAddress::parse(email).map_err(|e| format!("from.email: {e}"))?),
         None => None,
     };
+    let earliest = chrono::Duration::from_std(settings.max_backdate)
+        .ok()
+        .and_then(|back| channel.created_at.checked_sub_signed(back))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let sent = effective_sent_at(m.sent_at, m.received_at, earliest, settings.max_clock_skew);
     Ok(ValidMessage {
         index: 0,
         message: m.clone(),
         kind: channel.kind,
         identity: channel_identity(channel.kind, channel.id, handle),
         verified_email,
-        sent_at: effective_sent_at(m.sent_at, m.received_at, settings.max_clock_skew),
+        sent_at: sent.at,
+        claimed_sent_at: sent.claimed,
         token: (channel.kind == ChannelKind::Email)
             .then(|| {
                 m.to.iter()
@@ -808,16 +822,37 @@ pub fn field_with_nul(m: &InboundMessage) -> Option<&'static str> {
     }
 }
 
-/// Provider time, unless it is too far in the future to be trusted (DESIGN §5).
+/// When a message was sent, as its history orders it (epoch milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentAt {
+    pub at: i64,
+    /// The provider's time, when it was not believed and `at` is the arrival time instead.
+    pub claimed: Option<i64>,
+}
+
+/// Provider time, unless it is too far in the future or before `earliest` to be trusted
+/// (DESIGN §5); then the arrival time, with the claim kept.
 pub fn effective_sent_at(
     sent_at: Option<DateTime<Utc>>,
     received_at: DateTime<Utc>,
+    earliest: DateTime<Utc>,
     max_skew: Duration,
-) -> i64 {
+) -> SentAt {
     let received = to_millis(received_at);
+    let latest = received.saturating_add(max_skew.as_millis() as i64);
     match sent_at.map(to_millis) {
-        Some(sent) if sent <= received.saturating_add(max_skew.as_millis() as i64) => sent,
-        _ => received,
+        None => SentAt {
+            at: received,
+            claimed: None,
+        },
+        Some(sent) if (to_millis(earliest)..=latest).contains(&sent) => SentAt {
+            at: sent,
+            claimed: None,
+        },
+        Some(sent) => SentAt {
+            at: received,
+            claimed: Some(sent),
+        },
     }
 }
 
@@ -837,20 +872,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn future_times_are_clamped_to_arrival() {
+    fn untrusted_times_are_clamped_to_arrival_and_the_claim_kept() {
         let received = Utc::now();
+        let earliest = received - chrono::Duration::days(400);
         let skew = Duration::from_secs(300);
+        let at = |t: DateTime<Utc>| effective_sent_at(Some(t), received, earliest, skew);
+        let believed = |t: DateTime<Utc>| SentAt {
+            at: to_millis(t),
+            claimed: None,
+        };
+        let clamped = |t: DateTime<Utc>| SentAt {
+            at: to_millis(received),
+            claimed: Some(to_millis(t)),
+        };
         let near = received + chrono::Duration::seconds(60);
+        assert_eq!(at(near), believed(near));
         let far = received + chrono::Duration::seconds(3600);
+        assert_eq!(at(far), clamped(far));
+        let backfilled = received - chrono::Duration::days(30);
+        assert_eq!(at(backfilled), believed(backfilled));
+        let ancient = "0001-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(at(ancient), clamped(ancient));
+        let before_channel = earliest - chrono::Duration::seconds(1);
+        assert_eq!(at(before_channel), clamped(before_channel));
         assert_eq!(
-            effective_sent_at(Some(near), received, skew),
-            to_millis(near)
+            effective_sent_at(None, received, earliest, skew),
+            SentAt {
+                at: to_millis(received),
+                claimed: None
+            }
         );
-        assert_eq!(
-            effective_sent_at(Some(far), received, skew),
-            to_millis(received)
-        );
-        assert_eq!(effective_sent_at(None, received, skew), to_millis(received));
     }
 
     #[test]

@@ -228,6 +228,9 @@ pub struct Message {
     pub attachments: serde_json::Value,
     pub thread_reason: ThreadReason,
     pub sent_at: DateTime<Utc>,
+    /// The time the provider claimed, when it was not believed: too far in the future, or too
+    /// long before the channel existed. `sent_at` is then the arrival time.
+    pub claimed_sent_at: Option<DateTime<Utc>>,
     pub received_at: DateTime<Utc>,
     pub delivery_status: Option<DeliveryStatus>,
     pub delivery_error: Option<String>,

@@ -51,6 +51,7 @@ async fn note(store: &Store, conversation: ConversationId, agent: &Agent, text: 
         raw_ref: None,
         thread_reason: ThreadReason::Agent,
         sent_at: at,
+        claimed_sent_at: None,
         received_at: at,
         delivery_status: None,
     }])
@@ -121,6 +122,7 @@ async fn bulk(
             raw_ref: None,
             thread_reason: ThreadReason::NewConversation,
             sent_at: at,
+            claimed_sent_at: None,
             received_at: at,
             delivery_status: None,
         });
@@ -1113,8 +1115,9 @@ contract!(canned_replies_crud, |store| async move {
         shortcut: shortcut.to_owned(),
         title: title.to_owned(),
         body: body.to_owned(),
+        personal: false,
     };
-    assert!(store.canned_replies("").await.unwrap().is_empty());
+    assert!(store.canned_replies("", None).await.unwrap().is_empty());
 
     let refund = store
         .create_canned_reply(
@@ -1144,25 +1147,31 @@ contract!(canned_replies_crud, |store| async move {
         replies.into_iter().map(|r| r.shortcut).collect::<Vec<_>>()
     };
     assert_eq!(
-        shortcuts(store.canned_replies("").await.unwrap()),
+        shortcuts(store.canned_replies("", None).await.unwrap()),
         ["ref_late-2", "refund", "thanks"]
     );
     assert_eq!(
-        shortcuts(store.canned_replies("ref").await.unwrap()),
+        shortcuts(store.canned_replies("ref", None).await.unwrap()),
         ["ref_late-2", "refund"]
     );
     assert_eq!(
-        shortcuts(store.canned_replies("/REF_").await.unwrap()),
+        shortcuts(store.canned_replies("/REF_", None).await.unwrap()),
         ["ref_late-2"]
     );
     assert_eq!(
-        shortcuts(store.canned_replies("refund").await.unwrap()),
+        shortcuts(store.canned_replies("refund", None).await.unwrap()),
         ["refund"]
     );
-    assert!(store.canned_replies("refunds").await.unwrap().is_empty());
-    assert!(store.canned_replies("r%").await.unwrap().is_empty());
     assert!(
-        store.canned_replies("r_f").await.unwrap().is_empty(),
+        store
+            .canned_replies("refunds", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.canned_replies("r%", None).await.unwrap().is_empty());
+    assert!(
+        store.canned_replies("r_f", None).await.unwrap().is_empty(),
         "_ is no wildcard"
     );
 
@@ -1197,7 +1206,7 @@ contract!(canned_replies_crud, |store| async move {
             .await,
         "body",
     );
-    assert_eq!(store.canned_replies("").await.unwrap().len(), 3);
+    assert_eq!(store.canned_replies("", None).await.unwrap().len(), 3);
 
     // Update: same rules; the creation stays.
     let changed = store
@@ -1245,7 +1254,7 @@ contract!(canned_replies_crud, |store| async move {
     assert!(!store.delete_canned_reply(refund.id).await.unwrap());
     assert_eq!(store.canned_reply(refund.id).await.unwrap(), None);
     assert_eq!(
-        shortcuts(store.canned_replies("").await.unwrap()),
+        shortcuts(store.canned_replies("", None).await.unwrap()),
         ["late", "thanks"]
     );
     // The shortcut is free again.

@@ -719,6 +719,7 @@ async fn run_raw_insert(
                 raw_ref: None,
                 thread_reason: ThreadReason::NewConversation,
                 sent_at: now,
+                claimed_sent_at: None,
                 received_at: now,
                 delivery_status: None,
             });

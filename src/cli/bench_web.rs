@@ -570,6 +570,7 @@ fn message_row(slot: &Slot, plans: &[Plan], agents: &[(AgentId, String)]) -> New
             _ => ThreadReason::Agent,
         },
         sent_at: slot.at,
+        claimed_sent_at: None,
         received_at: slot.at,
         delivery_status: (slot.direction == Direction::Outbound).then_some(DeliveryStatus::Sent),
     }

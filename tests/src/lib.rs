@@ -20,6 +20,7 @@
 
 pub mod kafka;
 pub mod mail;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -279,9 +280,18 @@ fn http_client() -> reqwest::Client {
 impl TestApp {
     /// Starts the application on fresh data and creates an admin agent with an API token.
     pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// [`TestApp::spawn`] with settings changed by `configure` (not kept across a restart).
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
         init_logging();
         let data = Data::create(backend).await;
-        let app = build(&data).await;
+        let mut config = data.config();
+        configure(&mut config);
+        let app = Application::build(config)
+            .await
+            .unwrap_or_else(|e| panic!("Application::build failed on {backend:?}: {e:#}"));
         let store = app.store().clone();
         let admin = store
             .create_agent("admin@example.com", "Ada Admin", Role::Admin, None)

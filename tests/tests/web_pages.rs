@@ -5,64 +5,11 @@
 use std::time::Duration;
 
 use inbox_core::model::Role;
+use inbox_e2e::session::Browser;
 use inbox_e2e::{Backend, TestApp, both_backends, str_of, wait_for, webhook_message};
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION};
+use reqwest::header::LOCATION;
 use serde_json::Value;
-
-/// A signed-in browser: the session cookie and the CSRF token its forms carry.
-struct Browser<'a> {
-    app: &'a TestApp,
-    client: reqwest::Client,
-    cookie: String,
-    csrf: String,
-}
-
-impl<'a> Browser<'a> {
-    async fn sign_in(app: &'a TestApp, role: Role) -> Browser<'a> {
-        let agent = match role {
-            Role::Admin => app.admin.clone(),
-            Role::Agent => app.create_agent("agent@example.com", "Agent", role).await.0,
-        };
-        let (token, session) = app
-            .store
-            .create_session(agent.id, chrono::Duration::hours(1))
-            .await
-            .unwrap();
-        Browser {
-            app,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookie: format!("inbox_session={token}"),
-            csrf: session.csrf_token,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let response = self
-            .client
-            .get(self.app.url(path))
-            .header(COOKIE, &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.text().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-        let mut fields = fields.to_vec();
-        fields.push(("_csrf", &self.csrf));
-        self.client
-            .post(self.app.url(path))
-            .header(COOKIE, &self.cookie)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap()
-    }
-}
 
 async fn conversation_of(app: &TestApp, handle: &str) -> Value {
     wait_for(Duration::from_secs(10), handle, async || {
@@ -235,12 +182,12 @@ async fn canned_replies_are_managed_and_offered(backend: Backend) {
     let (_, json) = browser.get("/canned.json?prefix=zzz").await;
     assert_eq!(json, "[]");
 
-    let id = app.store.canned_replies("").await.unwrap()[0]
+    let id = app.store.canned_replies("", None).await.unwrap()[0]
         .id
         .to_string();
     let response = browser.post(&format!("/canned/{id}/delete"), &[]).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(app.store.canned_replies("").await.unwrap().is_empty());
+    assert!(app.store.canned_replies("", None).await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -333,9 +280,26 @@ async fn admins_add_channels_agents_and_tokens(backend: Backend) {
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(api(token.clone()).await, StatusCode::UNAUTHORIZED);
+    // Enabling the agent again gives back the account, not the old token.
     admin
         .post(&format!("/admin/agents/{}", agent.id), &[("op", "enable")])
         .await;
+    assert_eq!(api(token.clone()).await, StatusCode::UNAUTHORIZED);
+    let listed = app.store.api_tokens(Some(agent.id)).await.unwrap();
+    assert!(listed.iter().all(|t| t.revoked_at.is_some()), "{listed:?}");
+    let response = admin
+        .post(
+            &format!("/admin/agents/{}/tokens", agent.id),
+            &[("name", "ci again")],
+        )
+        .await;
+    let page = response.text().await.unwrap();
+    let token = page
+        .split("id=\"new-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
     assert_eq!(api(token.clone()).await, StatusCode::OK);
     // Revoking the token stops it.
     let token_id = app.store.api_tokens(Some(agent.id)).await.unwrap()[0]

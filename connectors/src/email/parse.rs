@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use inbox_core::envelope::{
     AttachmentRef, Automated, BlobRef, Body, ChannelKind, InboundMessage, Party, ThreadHints,
 };
+use inbox_core::file_name::clean_file_name;
 use inbox_core::identity::EmailAddress;
 use inbox_core::ids::{ChannelId, MessageId};
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
@@ -171,7 +172,7 @@ fn normalize(
         let hash = sha256_hex(contents);
         let name = part
             .attachment_name()
-            .map(safe_file_name)
+            .and_then(clean_file_name)
             .unwrap_or_else(|| "attachment".to_owned());
         let content_type = part.content_type().map(|ct| match ct.subtype() {
             Some(sub) => format!("{}/{}", ct.ctype(), sub),
@@ -337,27 +338,6 @@ fn blob_file_name(name: &str) -> String {
         .collect();
     out.push_str(&extension);
     out
-}
-
-/// A file name that is safe as the last segment of a blob path.
-fn safe_file_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| match c {
-            '/' | '\\' | '\0' => '_',
-            c if c.is_control() => '_',
-            c => c,
-        })
-        .collect::<String>()
-        .trim_matches(|c: char| c == '.' || c.is_whitespace())
-        .chars()
-        .take(120)
-        .collect();
-    if cleaned.is_empty() {
-        "attachment".to_owned()
-    } else {
-        cleaned
-    }
 }
 
 /// Email HTML made safe to show: no scripts, event handlers, forms, styles that run code, or

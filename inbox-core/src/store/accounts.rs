@@ -18,6 +18,28 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Where a sign-in came from, kept with its session so the agent can tell their browsers apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    /// The browser's `User-Agent` (cut to [`MAX_USER_AGENT`] characters).
+    pub user_agent: Option<String>,
+    /// The client's address.
+    pub client: Option<String>,
+}
+
+/// Longest `User-Agent` kept with a session.
+pub const MAX_USER_AGENT: usize = 300;
+
+/// A live session as the agents page lists it: never its token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionInfo {
+    pub agent_id: AgentId,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub client: Option<String>,
+}
+
 /// An agent as the admin pages list them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentSummary {
@@ -76,6 +98,17 @@ impl Store {
         agent_id: AgentId,
         ttl: Duration,
     ) -> StoreResult<(String, Session)> {
+        self.create_session_from(agent_id, ttl, &SessionOrigin::default())
+            .await
+    }
+
+    /// [`Store::create_session`], remembering where the sign-in came from.
+    pub async fn create_session_from(
+        &self,
+        agent_id: AgentId,
+        ttl: Duration,
+        origin: &SessionOrigin,
+    ) -> StoreResult<(String, Session)> {
         let agent = self
             .agent(agent_id)
             .await?
@@ -84,15 +117,24 @@ impl Store {
         let csrf_token = random_token();
         let now = Utc::now();
         let expires_at = now + ttl;
+        let user_agent = origin.user_agent.as_deref().map(|ua| {
+            ua.replace('\0', "")
+                .chars()
+                .take(MAX_USER_AGENT)
+                .collect::<String>()
+        });
         on_pool!(self, pool, Db => sqlx::query::<Db>(
-            "INSERT INTO sessions (token_hash, agent_id, csrf_token, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions
+                 (token_hash, agent_id, csrf_token, created_at, expires_at, user_agent, client)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token_hash(&token))
         .bind(agent_id)
         .bind(&csrf_token)
         .bind(to_millis(now))
         .bind(to_millis(expires_at))
+        .bind(&user_agent)
+        .bind(&origin.client)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
@@ -143,6 +185,48 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// The live sessions of one agent (all agents when `agent` is None), newest first.
+    pub async fn sessions(&self, agent: Option<AgentId>) -> StoreResult<Vec<SessionInfo>> {
+        #[derive(FromRow)]
+        struct Row {
+            agent_id: AgentId,
+            created_at: i64,
+            expires_at: i64,
+            user_agent: Option<String>,
+            client: Option<String>,
+        }
+        let rows = on_pool!(self, pool, Db => sqlx::query_as::<Db, Row>(
+            "SELECT agent_id, created_at, expires_at, user_agent, client FROM sessions
+             WHERE ($1 IS NULL OR agent_id = $1) AND expires_at > $2
+             ORDER BY created_at DESC",
+        )
+        .bind(agent)
+        .bind(to_millis(Utc::now()))
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionInfo {
+                agent_id: r.agent_id,
+                created_at: from_millis(r.created_at),
+                expires_at: from_millis(r.expires_at),
+                user_agent: r.user_agent,
+                client: r.client,
+            })
+            .collect())
+    }
+
+    /// Signs the agent out of every browser ("sign out everywhere"); returns how many sessions
+    /// ended.
+    pub async fn end_sessions(&self, agent: AgentId) -> StoreResult<u64> {
+        on_pool!(self, pool, Db => sqlx::query::<Db>("DELETE FROM sessions WHERE agent_id = $1")
+            .bind(agent)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(StoreError::from)
     }
 
     /// The password hash of an enabled agent, for sign-in.
@@ -210,22 +294,35 @@ impl Store {
         Ok(())
     }
 
-    /// Disables or re-enables an agent; disabling ends their sessions at once.
+    /// Disables or re-enables an agent. Disabling ends their sessions and revokes their API
+    /// tokens for good: re-enabling gives back the account, not old credentials (they may have
+    /// leaked while it was off), so the agent signs in again and gets new tokens.
     pub async fn set_agent_disabled(&self, id: AgentId, disabled: bool) -> StoreResult<()> {
-        let at = disabled.then(|| to_millis(Utc::now()));
+        let now = to_millis(Utc::now());
+        let at = disabled.then_some(now);
         let done = on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
             let done = sqlx::query::<Db>("UPDATE agents SET disabled_at = $1 WHERE id = $2")
                 .bind(at)
                 .bind(id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
             if disabled {
                 sqlx::query::<Db>("DELETE FROM sessions WHERE agent_id = $1")
                     .bind(id)
-                    .execute(pool)
+                    .execute(&mut *tx)
                     .await?;
+                sqlx::query::<Db>(
+                    "UPDATE api_tokens SET revoked_at = $1
+                     WHERE agent_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             }
+            tx.commit().await?;
             Ok::<_, sqlx::Error>(done)
         })?;
         if done == 0 {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, StoreResult, on_pool};
 use crate::ids::AgentId;
-use crate::model::{from_millis, to_millis};
+use crate::model::{Agent, Role, from_millis, to_millis};
 
 /// Longest shortcut, title and body accepted (characters).
 pub const MAX_SHORTCUT_CHARS: usize = 32;
@@ -56,9 +56,24 @@ pub struct CannedReply {
     pub shortcut: String,
     pub title: String,
     pub body: String,
+    /// Offered to its creator only; a team reply (false) is offered to everyone.
+    pub personal: bool,
     pub created_by: Option<AgentId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl CannedReply {
+    /// Personal replies are their creator's alone; team replies are everyone's.
+    pub fn visible_to(&self, agent: &Agent) -> bool {
+        !self.personal || self.created_by == Some(agent.id)
+    }
+
+    /// Who may change or delete it: its creator, or an admin for a team reply (a personal
+    /// reply stays private even from admins; it goes when its creator's account is deleted).
+    pub fn changeable_by(&self, agent: &Agent) -> bool {
+        self.created_by == Some(agent.id) || (!self.personal && agent.role == Role::Admin)
+    }
 }
 
 /// What an agent writes when creating or changing a canned reply.
@@ -67,6 +82,15 @@ pub struct CannedReplyInput {
     pub shortcut: String,
     pub title: String,
     pub body: String,
+    /// Only for its creator (form checkbox `personal=on`).
+    #[serde(default, deserialize_with = "checkbox")]
+    pub personal: bool,
+}
+
+/// A form checkbox: present (`on`, `true`, `1`) or absent.
+fn checkbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let value = String::deserialize(d)?;
+    Ok(matches!(value.as_str(), "on" | "true" | "1"))
 }
 
 impl CannedReplyInput {
@@ -102,6 +126,7 @@ impl CannedReplyInput {
             shortcut: shortcut.to_owned(),
             title: title.to_owned(),
             body: body.to_owned(),
+            personal: self.personal,
         })
     }
 }
@@ -119,6 +144,7 @@ struct CannedRow {
     shortcut: String,
     title: String,
     body: String,
+    personal: bool,
     created_by: Option<AgentId>,
     created_at: i64,
     updated_at: i64,
@@ -135,6 +161,7 @@ impl TryFrom<CannedRow> for CannedReply {
             shortcut: r.shortcut,
             title: r.title,
             body: r.body,
+            personal: r.personal,
             created_by: r.created_by,
             created_at: from_millis(r.created_at),
             updated_at: from_millis(r.updated_at),
@@ -142,7 +169,8 @@ impl TryFrom<CannedRow> for CannedReply {
     }
 }
 
-const CANNED_COLUMNS: &str = "id, shortcut, title, body, created_by, created_at, updated_at";
+const CANNED_COLUMNS: &str =
+    "id, shortcut, title, body, personal, created_by, created_at, updated_at";
 
 fn duplicate(shortcut: &str) -> StoreError {
     StoreError::Invalid {
@@ -152,9 +180,14 @@ fn duplicate(shortcut: &str) -> StoreError {
 }
 
 impl Store {
-    /// Canned replies whose shortcut starts with `prefix` (all for an empty one), by shortcut.
-    /// The prefix may be typed as in the reply box: a leading `/` and capitals are fine.
-    pub async fn canned_replies(&self, prefix: &str) -> StoreResult<Vec<CannedReply>> {
+    /// Canned replies whose shortcut starts with `prefix` (all for an empty one), by shortcut:
+    /// the team's, and the personal ones of `viewer`. The prefix may be typed as in the reply
+    /// box: a leading `/` and capitals are fine.
+    pub async fn canned_replies(
+        &self,
+        prefix: &str,
+        viewer: Option<AgentId>,
+    ) -> StoreResult<Vec<CannedReply>> {
         let prefix = prefix.trim().trim_start_matches('/').to_lowercase();
         if !prefix.is_empty() && !valid_shortcut(&prefix) {
             return Ok(Vec::new());
@@ -163,11 +196,15 @@ impl Store {
         // PostgreSQL collation would order `-` and `_` its own way).
         let sql = format!(
             "SELECT {CANNED_COLUMNS} FROM canned_replies
-             WHERE $1 = '' OR substr(shortcut, 1, $2) = $1 LIMIT $3"
+             WHERE ($1 = '' OR substr(shortcut, 1, $2) = $1)
+               AND (personal = $3 OR created_by = $4)
+             LIMIT $5"
         );
         let rows = on_pool!(self, pool, Db => sqlx::query_as::<Db, CannedRow>(sqlx::AssertSqlSafe(sql))
             .bind(&prefix)
             .bind(prefix.len() as i32)
+            .bind(false)
+            .bind(viewer)
             .bind(MAX_LISTED)
             .fetch_all(pool)
             .await)?;
@@ -196,24 +233,33 @@ impl Store {
         created_by: Option<AgentId>,
     ) -> StoreResult<CannedReply> {
         let input = input.validated()?;
+        if input.personal && created_by.is_none() {
+            return Err(StoreError::Invalid {
+                field: "personal",
+                message: "a personal canned reply needs an owner".into(),
+            });
+        }
         let now = from_millis(to_millis(Utc::now()));
         let reply = CannedReply {
             id: CannedReplyId::new(),
             shortcut: input.shortcut,
             title: input.title,
             body: input.body,
+            personal: input.personal,
             created_by,
             created_at: now,
             updated_at: now,
         };
         let result = on_pool!(self, pool, Db => sqlx::query::<Db>(
-            "INSERT INTO canned_replies (id, shortcut, title, body, created_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO canned_replies
+                 (id, shortcut, title, body, personal, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(reply.id.to_string())
         .bind(&reply.shortcut)
         .bind(&reply.title)
         .bind(&reply.body)
+        .bind(reply.personal)
         .bind(created_by)
         .bind(to_millis(now))
         .bind(to_millis(now))

@@ -17,7 +17,10 @@ use std::path::PathBuf;
 
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
-pub use accounts::{AgentSummary, ApiTokenInfo, ChannelHealth, HealthReport, Session};
+pub use accounts::{
+    AgentSummary, ApiTokenInfo, ChannelHealth, HealthReport, MAX_USER_AGENT, Session, SessionInfo,
+    SessionOrigin,
+};
 pub use canned::{CannedReply, CannedReplyId, CannedReplyInput};
 pub use contacts::{ContactMerge, FilledField, MergeId};
 pub use queries::{

@@ -148,7 +148,8 @@ impl TryFrom<ConversationRow> for Conversation {
 
 const MESSAGE_COLUMNS: &str = "id, ingest_seq, conversation_id, channel_id, external_id, direction, \
      contact_id, agent_id, sender_handle, sender_name, text, html, subject, in_reply_to, attachments, \
-     thread_reason, sent_at, received_at, delivery_status, delivery_error, delivery_attempts, delivered_at";
+     thread_reason, sent_at, claimed_sent_at, received_at, delivery_status, delivery_error, \
+     delivery_attempts, delivered_at";
 
 #[derive(FromRow)]
 struct MessageRow {
@@ -169,6 +170,7 @@ struct MessageRow {
     attachments: String,
     thread_reason: String,
     sent_at: i64,
+    claimed_sent_at: Option<i64>,
     received_at: i64,
     delivery_status: Option<String>,
     delivery_error: Option<String>,
@@ -207,6 +209,7 @@ impl TryFrom<MessageRow> for Message {
             thread_reason: ThreadReason::parse(&r.thread_reason)
                 .ok_or_else(|| StoreError::Corrupt(format!("thread reason {}", r.thread_reason)))?,
             sent_at: from_millis(r.sent_at),
+            claimed_sent_at: r.claimed_sent_at.map(from_millis),
             received_at: from_millis(r.received_at),
             delivery_status,
             delivery_error: r.delivery_error,
@@ -268,6 +271,8 @@ pub struct NewMessage {
     pub raw_ref: Option<String>,
     pub thread_reason: ThreadReason,
     pub sent_at: i64,
+    /// The provider's time when it was not believed (then `sent_at` is `received_at`).
+    pub claimed_sent_at: Option<i64>,
     pub received_at: i64,
     pub delivery_status: Option<DeliveryStatus>,
 }
@@ -1251,8 +1256,8 @@ impl StoreTx {
                 let mut qb = QueryBuilder::<Db>::new(
                     "INSERT INTO messages (id, conversation_id, channel_id, external_id, direction,
                          contact_id, agent_id, sender_handle, sender_name, text, html, subject,
-                         in_reply_to, attachments, raw_ref, thread_reason, sent_at, received_at,
-                         delivery_status) ",
+                         in_reply_to, attachments, raw_ref, thread_reason, sent_at,
+                         claimed_sent_at, received_at, delivery_status) ",
                 );
                 qb.push_values(chunk, |mut row, m| {
                     row.push_bind(m.id)
@@ -1272,6 +1277,7 @@ impl StoreTx {
                         .push_bind(m.raw_ref.clone())
                         .push_bind(m.thread_reason.as_str())
                         .push_bind(m.sent_at)
+                        .push_bind(m.claimed_sent_at)
                         .push_bind(m.received_at)
                         .push_bind(m.delivery_status.map(DeliveryStatus::as_str));
                 });

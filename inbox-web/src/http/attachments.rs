@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use bytes::BytesMut;
 use futures::StreamExt;
 use inbox_core::envelope::{AttachmentRef, BlobRef};
+use inbox_core::file_name::clean_file_name;
 use object_store::path::Path as BlobPath;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -28,8 +29,6 @@ pub const MAX_UPLOAD: usize = 25 * 1024 * 1024;
 pub const UPLOAD_PREFIX: &str = "uploads/";
 /// Blob prefixes that can be downloaded: uploads, the customers' attachments, raw mail.
 const DOWNLOADABLE: [&str; 3] = [UPLOAD_PREFIX, "attachments/", "raw/"];
-/// Longest file name kept (in characters).
-const MAX_NAME_CHARS: usize = 150;
 /// A body that goes this far past the limit is not read to its end: the connection is dropped.
 const MAX_DRAIN: usize = 2 * MAX_UPLOAD;
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -46,21 +45,6 @@ struct UploadQuery {
     /// The file's name (required).
     #[param(required = true)]
     filename: Option<String>,
-}
-
-/// The file name as shown and sent: no directories, no control characters, no leading dots.
-fn clean_file_name(raw: &str) -> Option<String> {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
-    let cleaned: String = cleaned
-        .trim()
-        .trim_start_matches('.')
-        .trim()
-        .chars()
-        .take(MAX_NAME_CHARS)
-        .collect();
-    let cleaned = cleaned.trim_end().to_owned();
-    (!cleaned.is_empty()).then_some(cleaned)
 }
 
 /// The name as the last segment of a blob key: ASCII letters, digits, `.`, `-` and `_` only, so
@@ -340,18 +324,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_names_are_cleaned() {
-        assert_eq!(
-            clean_file_name("../../etc/passwd").as_deref(),
-            Some("passwd")
-        );
-        assert_eq!(
-            clean_file_name("C:\\Users\\ada\\Rechnung März.pdf").as_deref(),
-            Some("Rechnung März.pdf")
-        );
-        assert_eq!(clean_file_name("..").as_deref(), None);
-        assert_eq!(clean_file_name("  \u{0}\n ").as_deref(), None);
-        assert_eq!(clean_file_name(".hidden").as_deref(), Some("hidden"));
+    fn key_segments_are_ascii() {
         assert_eq!(key_segment("Rechnung März.pdf"), "Rechnung_M_rz.pdf");
     }
 

@@ -6,10 +6,7 @@
 //! header on its own. Handlers then ask for the caller with an extractor: [`CurrentAgent`] and
 //! [`AdminAgent`] for the JSON API (401/403 as JSON), `Viewer`/`AdminViewer` for pages.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -20,7 +17,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use inbox_core::model::{Agent, Role};
+use inbox_core::passwords::VerifierPool;
+use tokio::sync::broadcast;
 
+use super::client_addr::TrustedProxies;
+use super::sign_in_limits::SignInLimiter;
 use super::{ApiError, WebState};
 
 /// Name of the session cookie.
@@ -38,7 +39,14 @@ pub struct AuthSettings {
     /// Mark cookies `Secure` (the public URL is https).
     pub secure_cookies: bool,
     pub session_ttl: chrono::Duration,
-    pub limiter: LoginLimiter,
+    pub limiter: SignInLimiter,
+    /// Where passwords are checked: a bounded number at a time.
+    pub verifier: VerifierPool,
+    /// Reverse proxies whose forwarding headers give the client's address.
+    pub trusted_proxies: TrustedProxies,
+    /// Told when sessions or tokens end (sign-out, an agent disabled), so open live streams
+    /// check whether their caller is still signed in.
+    pub ended: broadcast::Sender<()>,
 }
 
 impl AuthSettings {
@@ -46,8 +54,21 @@ impl AuthSettings {
         AuthSettings {
             secure_cookies,
             session_ttl: chrono::Duration::days(7),
-            limiter: LoginLimiter::default(),
+            limiter: SignInLimiter::default(),
+            verifier: VerifierPool::for_this_machine(),
+            trusted_proxies: TrustedProxies::default(),
+            ended: broadcast::channel(16).0,
         }
+    }
+
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Sessions or tokens ended: live streams re-check their caller.
+    pub fn announce_ended(&self) {
+        let _ = self.ended.send(());
     }
 
     /// A cookie with the attributes every cookie of ours has.
@@ -109,7 +130,12 @@ pub fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn resolve(state: &WebState, headers: &HeaderMap) -> Result<Option<Authenticated>, ApiError> {
+/// The caller of a request with these headers, if they are still signed in (or their token is
+/// still valid). Errors are a store failure or a bad bearer token.
+pub async fn resolve(
+    state: &WebState,
+    headers: &HeaderMap,
+) -> Result<Option<Authenticated>, ApiError> {
     if let Some(token) = bearer(headers) {
         // A bad token is an error even with a valid cookie: the caller meant the token.
         let agent = state
@@ -239,90 +265,9 @@ impl FromRequestParts<WebState> for AdminAgent {
     }
 }
 
-/// Failed sign-ins per email address and per client address, in a sliding window. In memory:
-/// each web instance counts on its own, which still bounds guessing to instances × limit.
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl LoginLimiter {
-    /// Failures allowed per email address in the window.
-    pub const PER_ACCOUNT: usize = 5;
-    /// Failures allowed per client address in the window.
-    pub const PER_CLIENT: usize = 20;
-    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-
-    fn keys(email: &str, client: Option<IpAddr>) -> [(String, usize); 2] {
-        [
-            (
-                format!("account:{}", email.trim().to_lowercase()),
-                Self::PER_ACCOUNT,
-            ),
-            (
-                format!(
-                    "client:{}",
-                    client.map(|c| c.to_string()).unwrap_or_default()
-                ),
-                Self::PER_CLIENT,
-            ),
-        ]
-    }
-
-    /// When another attempt may be made, if it may not be made now.
-    pub fn blocked(&self, email: &str, client: Option<IpAddr>) -> Option<Duration> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let mut wait = None;
-        for (key, limit) in Self::keys(email, client) {
-            if let Some(times) = map.get_mut(&key) {
-                times.retain(|t| now.duration_since(*t) < Self::WINDOW);
-                if times.len() >= limit
-                    && let Some(first) = times.first()
-                {
-                    let left = Self::WINDOW.saturating_sub(now.duration_since(*first));
-                    wait = Some(wait.map_or(left, |w: Duration| w.max(left)));
-                }
-            }
-        }
-        wait
-    }
-
-    pub fn failed(&self, email: &str, client: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            // Bounded memory under a flood of distinct keys: forget what is outside the window.
-            map.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < Self::WINDOW));
-        }
-        for (key, _) in Self::keys(email, client) {
-            map.entry(key).or_default().push(now);
-        }
-    }
-
-    pub fn succeeded(&self, email: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("account:{}", email.trim().to_lowercase()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limiter_blocks_after_the_account_limit_and_forgets_on_success() {
-        let limiter = LoginLimiter::default();
-        let ip = Some(IpAddr::from([127, 0, 0, 1]));
-        for _ in 0..LoginLimiter::PER_ACCOUNT {
-            assert!(limiter.blocked("A@x.org", ip).is_none());
-            limiter.failed("a@x.org", ip);
-        }
-        assert!(limiter.blocked("a@X.org", ip).is_some());
-        assert!(limiter.blocked("b@x.org", ip).is_none());
-        limiter.succeeded("a@x.org");
-        assert!(limiter.blocked("a@x.org", ip).is_none());
-    }
 
     #[test]
     fn secrets_compare_by_value() {

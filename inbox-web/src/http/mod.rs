@@ -2,11 +2,14 @@
 
 pub(crate) mod attachments;
 pub mod auth;
+pub mod client_addr;
 mod contacts;
 mod conversations;
+pub mod device_cookie;
 mod error;
 mod openapi;
 mod search;
+pub mod sign_in_limits;
 
 use std::sync::Arc;
 

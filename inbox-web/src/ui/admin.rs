@@ -184,6 +184,15 @@ pub struct AgentRowView {
     pub disabled: bool,
     pub is_self: bool,
     pub tokens: Vec<TokenView>,
+    pub sessions: Vec<SessionView>,
+}
+
+/// A signed-in browser of an agent.
+#[derive(Debug)]
+pub struct SessionView {
+    pub since: When,
+    pub browser: String,
+    pub client: String,
 }
 
 #[derive(Debug)]
@@ -212,6 +221,7 @@ async fn agents_page(
 ) -> UiResult {
     let agents = state.store.agents().await?;
     let tokens = state.store.api_tokens(None).await?;
+    let sessions = state.store.sessions(None).await?;
     let rows = agents
         .into_iter()
         .map(|a| AgentRowView {
@@ -225,6 +235,18 @@ async fn agents_page(
                     name: t.name.clone(),
                     created: When::of(t.created_at),
                     revoked: t.revoked_at.is_some(),
+                })
+                .collect(),
+            sessions: sessions
+                .iter()
+                .filter(|s| s.agent_id == a.agent.id)
+                .map(|s| SessionView {
+                    since: When::of(s.created_at),
+                    browser: s
+                        .user_agent
+                        .clone()
+                        .unwrap_or_else(|| "unknown browser".into()),
+                    client: s.client.clone().unwrap_or_default(),
                 })
                 .collect(),
             name: a.agent.name,
@@ -343,11 +365,39 @@ pub async fn update_agent(
                 .ok_or_else(|| UiError::Invalid("role: admin or agent".into()))?;
             state.store.set_agent_role(id, role).await?;
         }
-        "disable" => state.store.set_agent_disabled(id, true).await?,
+        "disable" => {
+            state.store.set_agent_disabled(id, true).await?;
+            tracing::info!(agent_id = %id, by = %viewer.agent.id, "Agent disabled; sessions ended, tokens revoked.");
+            state.auth.announce_ended();
+        }
         "enable" => state.store.set_agent_disabled(id, false).await?,
         _ => return Err(UiError::Invalid("op: role, disable or enable".into())),
     }
     Ok(back_to(None, "/admin/agents"))
+}
+
+/// "Sign out everywhere" for an agent: every browser session of theirs ends (API tokens are
+/// revoked one by one).
+pub async fn end_sessions(
+    State(state): State<WebState>,
+    AdminViewer(viewer): AdminViewer,
+    Path(id): Path<String>,
+) -> UiResult {
+    let id: AgentId = id.parse().map_err(|_| UiError::NotFound("agent"))?;
+    state
+        .store
+        .agent(id)
+        .await?
+        .ok_or(UiError::NotFound("agent"))?;
+    let ended = state.store.end_sessions(id).await?;
+    tracing::info!(agent_id = %id, by = %viewer.agent.id, ended, "Agent signed out everywhere.");
+    state.auth.announce_ended();
+    let fallback = if id == viewer.agent.id {
+        "/login"
+    } else {
+        "/admin/agents"
+    };
+    Ok(back_to(None, fallback))
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,5 +440,6 @@ pub async fn revoke_token(
 ) -> UiResult {
     state.store.revoke_api_token(&id).await?;
     tracing::info!(token_id = %id, by = %viewer.agent.id, "API token revoked.");
+    state.auth.announce_ended();
     Ok(back_to(None, "/admin/agents"))
 }

@@ -17,6 +17,9 @@ pub struct CannedView {
     pub shortcut: String,
     pub title: String,
     pub body: String,
+    pub personal: bool,
+    /// The viewer may delete it (its creator, or an admin for a team reply).
+    pub deletable: bool,
 }
 
 #[derive(Template)]
@@ -36,11 +39,13 @@ async fn canned_page(
 ) -> UiResult {
     let replies = state
         .store
-        .canned_replies("")
+        .canned_replies("", Some(viewer.agent.id))
         .await?
         .into_iter()
         .map(|c| CannedView {
             id: c.id.to_string(),
+            deletable: c.changeable_by(&viewer.agent),
+            personal: c.personal,
             shortcut: c.shortcut,
             title: c.title,
             body: c.body,
@@ -60,6 +65,8 @@ fn empty_draft() -> CannedView {
         shortcut: String::new(),
         title: String::new(),
         body: String::new(),
+        personal: false,
+        deletable: false,
     }
 }
 
@@ -75,6 +82,9 @@ pub struct CannedForm {
     title: String,
     #[serde(default)]
     body: String,
+    /// A checkbox: `on` when ticked.
+    #[serde(default)]
+    personal: Option<String>,
 }
 
 pub async fn create(
@@ -82,10 +92,12 @@ pub async fn create(
     viewer: Viewer,
     Form(form): Form<CannedForm>,
 ) -> UiResult {
+    let personal = form.personal.is_some();
     let input = CannedReplyInput {
         shortcut: form.shortcut.clone(),
         title: form.title.clone(),
         body: form.body.clone(),
+        personal,
     };
     match state
         .store
@@ -100,18 +112,31 @@ pub async fn create(
                 shortcut: form.shortcut,
                 title: form.title,
                 body: form.body,
+                personal,
+                deletable: false,
             };
             refused(canned_page(&state, &viewer, Some(message), draft).await)
         }
     }
 }
 
+/// Deletes a canned reply: its creator may, and an admin may delete a team reply. Someone
+/// else's personal reply is not found, as it is not shown.
 pub async fn delete(
     State(state): State<WebState>,
-    _viewer: Viewer,
+    viewer: Viewer,
     Path(id): Path<String>,
 ) -> UiResult {
     let id: CannedReplyId = id.parse().map_err(|_| UiError::NotFound("canned reply"))?;
+    let reply = state
+        .store
+        .canned_reply(id)
+        .await?
+        .filter(|c| c.visible_to(&viewer.agent))
+        .ok_or(UiError::NotFound("canned reply"))?;
+    if !reply.changeable_by(&viewer.agent) {
+        return Err(UiError::Forbidden);
+    }
     if !state.store.delete_canned_reply(id).await? {
         return Err(UiError::NotFound("canned reply"));
     }
@@ -134,13 +159,13 @@ pub struct CannedJson {
 /// The replies for the reply box's `/` menu.
 pub async fn json(
     State(state): State<WebState>,
-    _viewer: Viewer,
+    viewer: Viewer,
     Query(query): Query<PrefixQuery>,
 ) -> UiResult<Json<Vec<CannedJson>>> {
     Ok(Json(
         state
             .store
-            .canned_replies(&query.prefix)
+            .canned_replies(&query.prefix, Some(viewer.agent.id))
             .await?
             .into_iter()
             .map(|c| CannedJson {

@@ -56,6 +56,7 @@ pub fn router() -> Router<WebState> {
         .route("/admin/agents", get(admin::agents).post(admin::add_agent))
         .route("/admin/agents/{id}", post(admin::update_agent))
         .route("/admin/agents/{id}/tokens", post(admin::create_token))
+        .route("/admin/agents/{id}/sessions/end", post(admin::end_sessions))
         .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::map_response(security_headers))
@@ -224,10 +225,24 @@ fn refused(page: UiResult) -> UiResult {
 
 /// After a form post: back to where the agent was (a path of ours only), else `fallback`.
 fn back_to(next: Option<&str>, fallback: &str) -> Response {
-    let target = next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or(fallback);
+    let target = next.and_then(same_site_path).unwrap_or(fallback);
     Redirect::to(target).into_response()
+}
+
+/// `next` when it is a path on this site: ASCII (our own links are percent-encoded), one
+/// leading `/`, no backslash, no control or space characters (browsers drop tabs and newlines,
+/// so `/\t/evil.example` reads as `//evil.example`), and it parses as a URI with neither scheme
+/// nor authority.
+fn same_site_path(next: &str) -> Option<&str> {
+    let plain = next.is_ascii()
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        && !next
+            .chars()
+            .any(|c| c == '\\' || c.is_control() || c.is_whitespace());
+    let uri = next.parse::<axum::http::Uri>().ok().filter(|_| plain)?;
+    (uri.scheme().is_none() && uri.authority().is_none() && uri.path().starts_with('/'))
+        .then_some(next)
 }
 
 /// Requests made by our script (fetch) want fragments or JSON instead of redirects.
@@ -235,4 +250,35 @@ fn from_script(headers: &axum::http::HeaderMap) -> bool {
     headers
         .get("x-requested-with")
         .is_some_and(|v| v == "fetch")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_site_path;
+
+    #[test]
+    fn only_same_site_paths_are_followed() {
+        for good in [
+            "/inbox",
+            "/conversations/abc?view=mine",
+            "/search?q=a%20b",
+            "/",
+        ] {
+            assert_eq!(same_site_path(good), Some(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "inbox",
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/x",
+            "/\\evil.example",
+            "/ /evil.example",
+            "https://evil.example/",
+            "/\u{7f}x",
+            "/caf\u{e9}",
+        ] {
+            assert_eq!(same_site_path(bad), None, "{bad:?}");
+        }
+    }
 }
