@@ -391,3 +391,79 @@ async fn nul_in_replies_and_notes_is_refused_naming_the_field(backend: Backend) 
     assert_eq!(app.messages(str_of(&conversation, "id")).await.len(), 1);
     app.stop().await;
 }
+
+/// The first backtick-quoted text after `anchor` in `doc`.
+fn quoted_after<'a>(doc: &'a str, anchor: &str) -> &'a str {
+    let rest = &doc[doc
+        .find(anchor)
+        .unwrap_or_else(|| panic!("{anchor} in the doc"))..];
+    let start = rest.find('`').unwrap() + 1;
+    let end = start + rest[start..].find('`').unwrap();
+    &rest[start..end]
+}
+
+#[tokio::test]
+async fn the_docs_state_what_the_server_sends() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let channel = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
+    let response = app
+        .post_webhook(
+            channel.id,
+            &channel.secret,
+            &json!({"external_id": "h-1", "from": {"handle": "u-1"}, "text": "t",
+                    "html": "<p>Hello <b>there</b></p>"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let conversation = wait_for(Duration::from_secs(10), "the conversation", async || {
+        app.conversations().await.into_iter().next()
+    })
+    .await;
+    let message = app.messages(str_of(&conversation, "id")).await[0].clone();
+    let browser = Browser::sign_in(&app, Role::Admin).await;
+    let frame = browser
+        .client
+        .get(app.url(&format!("/messages/{}/html", str_of(&message, "id"))))
+        .header(COOKIE, &browser.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(frame.status(), StatusCode::OK);
+    let policy = frame.headers()["content-security-policy"].to_str().unwrap();
+    let web_md =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/web.md")).unwrap();
+    assert_eq!(
+        quoted_after(&web_md, "which has its own policy:"),
+        policy,
+        "docs/web.md states the email frame's policy"
+    );
+
+    // A body over the limit: JSON, as docs/api.md says.
+    let response = app
+        .api_post(
+            &format!(
+                "/api/v1/conversations/{}/messages",
+                str_of(&conversation, "id")
+            ),
+            &json!({"text": "x".repeat(3 << 20)}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "too_large");
+    let api_md =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    assert!(
+        api_md.contains("| 413 | `too_large` |"),
+        "docs/api.md lists the 413"
+    );
+    app.stop().await;
+}
