@@ -235,6 +235,28 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.toml");
+        std::fs::write(&path, "[web]\ntrusted_proxies = [\"10.0.0.0/8\"]\n").unwrap();
+        let config = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(config.web.trusted_proxies, ["10.0.0.0/8".parse().unwrap()]);
+        let config = Config::load(None, |name| {
+            (name == "INBOX_WEB_TRUSTED_PROXIES").then(|| "127.0.0.1/32, ::1/128".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.web.trusted_proxies.len(), 2);
+        let error = Config::load(None, |name| {
+            (name == "INBOX_WEB_TRUSTED_PROXIES").then(|| "10.0.0.0/33".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("INBOX_WEB_TRUSTED_PROXIES"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/inbox.example.toml");
         Config::load(Some(&path), |_| None).unwrap();
