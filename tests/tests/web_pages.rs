@@ -11,6 +11,15 @@ use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::Value;
 
+/// The secret a page shows once (a channel's signing secret, a password, a token).
+fn shown_secret(page: &str) -> String {
+    page.split("id=\"new-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the page shows a new secret")
+        .to_owned()
+}
+
 async fn conversation_of(app: &TestApp, handle: &str) -> Value {
     wait_for(Duration::from_secs(10), handle, async || {
         app.conversations()
@@ -200,12 +209,7 @@ async fn admins_add_channels_agents_and_tokens(backend: Backend) {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let page = response.text().await.unwrap();
-    let secret = page
-        .split("id=\"new-secret\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .expect("the new channel's secret is shown")
-        .to_owned();
+    let secret = shown_secret(&page);
     let channel = app
         .store
         .channels()
@@ -235,12 +239,7 @@ async fn admins_add_channels_agents_and_tokens(backend: Backend) {
         )
         .await;
     let page = response.text().await.unwrap();
-    let password = page
-        .split("id=\"new-secret\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap()
-        .to_owned();
+    let password = shown_secret(&page);
     let (agent, hash) = app
         .store
         .login_candidate("bo@example.com")
@@ -255,12 +254,7 @@ async fn admins_add_channels_agents_and_tokens(backend: Backend) {
         )
         .await;
     let page = response.text().await.unwrap();
-    let token = page
-        .split("id=\"new-secret\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap()
-        .to_owned();
+    let token = shown_secret(&page);
     let api = |token: String| {
         let app = &app;
         async move {
@@ -294,12 +288,7 @@ async fn admins_add_channels_agents_and_tokens(backend: Backend) {
         )
         .await;
     let page = response.text().await.unwrap();
-    let token = page
-        .split("id=\"new-secret\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap()
-        .to_owned();
+    let token = shown_secret(&page);
     assert_eq!(api(token.clone()).await, StatusCode::OK);
     // Revoking the token stops it.
     let token_id = app.store.api_tokens(Some(agent.id)).await.unwrap()[0]

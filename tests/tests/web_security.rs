@@ -26,6 +26,14 @@ fn admin(password: &str) -> SignInForm {
     SignInForm::new("admin@example.com", password)
 }
 
+/// The first conversation, once the funnel stored it.
+async fn first_conversation(app: &TestApp) -> Value {
+    wait_for(Duration::from_secs(10), "the conversation", async || {
+        app.conversations().await.into_iter().next()
+    })
+    .await
+}
+
 /// Counts the responses by status.
 fn tally(statuses: &[StatusCode], status: StatusCode) -> usize {
     statuses.iter().filter(|s| **s == status).count()
@@ -340,10 +348,7 @@ async fn ancient_provider_times_are_clamped_and_recorded(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let conversation = wait_for(Duration::from_secs(10), "the conversation", async || {
-        app.conversations().await.into_iter().next()
-    })
-    .await;
+    let conversation = first_conversation(&app).await;
     let messages = app.messages(str_of(&conversation, "id")).await;
     let message = &messages[0];
     let sent_at: chrono::DateTime<chrono::Utc> = str_of(message, "sent_at").parse().unwrap();
@@ -372,10 +377,7 @@ async fn nul_in_replies_and_notes_is_refused_naming_the_field(backend: Backend) 
         .create_webhook_channel("http://127.0.0.1:9/unused")
         .await;
     app.customer_says(&channel, "m-1", "u-1", "hello").await;
-    let conversation = wait_for(Duration::from_secs(10), "the conversation", async || {
-        app.conversations().await.into_iter().next()
-    })
-    .await;
+    let conversation = first_conversation(&app).await;
     let path = format!(
         "/api/v1/conversations/{}/messages",
         str_of(&conversation, "id")
@@ -417,10 +419,7 @@ async fn the_docs_state_what_the_server_sends() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let conversation = wait_for(Duration::from_secs(10), "the conversation", async || {
-        app.conversations().await.into_iter().next()
-    })
-    .await;
+    let conversation = first_conversation(&app).await;
     let message = app.messages(str_of(&conversation, "id")).await[0].clone();
     let browser = Browser::sign_in(&app, Role::Admin).await;
     let frame = browser
