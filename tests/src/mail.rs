@@ -2,6 +2,10 @@
 //! `customer` (password `secret`, domain `example.test`) and an SMTP server delivering into them.
 //! [`MailServer::start_tls`] starts a Dovecot that requires TLS, with IMAPS on an extra port and a
 //! certificate from a CA made for the run.
+//!
+//! [`MailServer::sentinel`] shows that "nothing more happened": a last mail, waited for until it is
+//! stored (the source reads the mailbox in UID order, so everything delivered before it has been
+//! handled by then).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -269,6 +273,37 @@ impl MailServer {
         self.stop_dovecot().await;
         self.start_dovecot().await;
     }
+
+    /// Recreates `user`'s INBOX as a mail admin restoring or migrating a mailbox does: Dovecot is
+    /// stopped, the INBOX's Maildir (its mail, `dovecot-uidlist` and indexes) is removed, and
+    /// Dovecot is started again. The INBOX is then empty, has a new UIDVALIDITY and numbers what
+    /// arrives from UID 1 again. Neither IMAP nor doveadm can do this: Dovecot refuses to rename
+    /// or delete INBOX (`doveadm mailbox delete INBOX` expunges its mail, then refuses, and the
+    /// UIDVALIDITY stays). `dovecot-uidvalidity` is kept, so the new UIDVALIDITY differs from the
+    /// old one even within the same second; the other folders (`.Sent`, …) are left alone.
+    pub async fn recreate_inbox(&self, user: &str) {
+        self.stop_dovecot().await;
+        let maildir = self.state.path().join(format!("mail/mail/{user}/Maildir"));
+        let entries =
+            std::fs::read_dir(&maildir).unwrap_or_else(|e| panic!("{}: {e}", maildir.display()));
+        for entry in entries {
+            let entry = entry.unwrap_or_else(|e| panic!("{}: {e}", maildir.display()));
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let removed = match name.as_str() {
+                "cur" | "new" | "tmp" => std::fs::remove_dir_all(&path),
+                "dovecot-uidlist" => std::fs::remove_file(&path),
+                _ if name.starts_with("dovecot.index")
+                    || name.starts_with("dovecot.list.index") =>
+                {
+                    std::fs::remove_file(&path)
+                }
+                _ => Ok(()),
+            };
+            removed.unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
+        }
+        self.start_dovecot().await;
+    }
 }
 
 /// Pids of the `imap` processes whose parent is `master` (from `/proc/<pid>/stat`).
@@ -445,6 +480,21 @@ impl ImapClient {
         self.command(&format!("SELECT {}", quoted(mailbox))).await;
     }
 
+    /// The mailbox's UIDVALIDITY, as the server reports it (`STATUS … (UIDVALIDITY)`).
+    pub async fn uid_validity(&mut self, mailbox: &str) -> u32 {
+        let untagged = self
+            .command(&format!("STATUS {} (UIDVALIDITY)", quoted(mailbox)))
+            .await;
+        untagged
+            .iter()
+            .filter(|line| line.starts_with("* STATUS"))
+            .find_map(|line| {
+                let (_, rest) = line.rsplit_once("UIDVALIDITY ")?;
+                rest.trim_end_matches(')').trim().parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no UIDVALIDITY in the STATUS answer: {untagged:?}"))
+    }
+
     /// `UID SEARCH <criteria>`, sorted.
     pub async fn uid_search(&mut self, criteria: &str) -> Vec<u32> {
         let mut uids: Vec<u32> = self
@@ -525,6 +575,65 @@ impl MailServer {
             ..self.support_config()
         }
     }
+}
+
+/// How long [`MailServer::sentinel`] waits for its mail to be stored.
+const SENTINEL_WAIT: Duration = Duration::from_secs(30);
+
+impl MailServer {
+    /// Sends a last mail from `customer@example.test` to the support address (Message-ID
+    /// `<name>@customer.example.test`, subject `Sentinel <name>`, a conversation of its own) and
+    /// waits until the app stored it: the source reads the mailbox in UID order and hands each
+    /// mail over only after the one before it was stored or recognised, so once the sentinel is
+    /// stored everything delivered before it has been handled, and anything that was going to be
+    /// ingested twice would have been. Returns its Message-ID (the stored external id).
+    pub async fn sentinel(&self, app: &crate::TestApp, name: &str) -> String {
+        let id = format!("{name}@customer.example.test");
+        let raw = format!(
+            "From: customer@example.test\r\nTo: support@example.test\r\nSubject: Sentinel {name}\r\n\
+             Message-ID: <{id}>\r\nDate: {}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\nThe last mail of {name}.\r\n",
+            chrono::Utc::now().to_rfc2822()
+        );
+        self.send_raw(
+            Some("customer@example.test"),
+            &["support@example.test"],
+            raw.as_bytes(),
+        )
+        .await;
+        crate::wait_for(
+            SENTINEL_WAIT,
+            &format!("the sentinel mail {id} to be stored"),
+            async || find_inbound(&app.store, &id).await,
+        )
+        .await;
+        id
+    }
+}
+
+/// The (message id, conversation id) of the stored inbound message with this external id.
+pub async fn find_inbound(
+    store: &inbox_core::store::Store,
+    external_id: &str,
+) -> Option<(String, String)> {
+    use inbox_core::store::Store;
+    let sql =
+        "SELECT id, conversation_id FROM messages WHERE external_id = $1 AND direction = 'inbound'";
+    let found = match store {
+        Store::Sqlite(pool) => {
+            sqlx::query_as(sql)
+                .bind(external_id)
+                .fetch_optional(pool)
+                .await
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_as(sql)
+                .bind(external_id)
+                .fetch_optional(pool)
+                .await
+        }
+    };
+    found.unwrap_or_else(|e| panic!("looking up the inbound message {external_id}: {e}"))
 }
 
 impl Drop for MailServer {

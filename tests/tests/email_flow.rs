@@ -139,10 +139,32 @@ async fn mail_round_trip(backend: Backend) {
     .await;
     assert_eq!(answer["thread_reason"], "reply_reference");
     assert_eq!(app.conversations().await.len(), 1);
-    // Read again after a restart: nothing is ingested twice.
+    // Read again after a restart: nothing is ingested twice. The sentinel, delivered after the
+    // restart, is read after everything the restarted source might read again.
     let app = app.restart().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(app.message_total().await, 3);
+    let sentinel = server.sentinel(&app, "after-restart").await;
+    assert_eq!(
+        app.message_total().await,
+        4,
+        "the question, the reply, the answer and the sentinel"
+    );
+    let ids: Vec<Value> = app
+        .messages(&conversation_id)
+        .await
+        .iter()
+        .map(|m| m["external_id"].clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        3,
+        "the conversation holds each of its messages once: {ids:?}"
+    );
+    assert!(!ids.contains(&Value::from(sentinel.as_str())));
+    assert_eq!(
+        app.conversations().await.len(),
+        2,
+        "the sentinel opens its own"
+    );
 }
 
 fn outbound(to: &str) -> OutboundMessage {

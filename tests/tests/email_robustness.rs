@@ -1,11 +1,11 @@
 //! The email channel when things are not tidy, against the real Dovecot and SMTP server
 //! (`tests/services/mail`): mail another client already read, mail that arrives while the app is
-//! down, an IMAP server restarted in the middle of a backfill, a UIDVALIDITY change, the threading
-//! rules fed by real mail clients' headers, bounces and auto-replies.
+//! down, an IMAP server restarted in the middle of a backfill, a mailbox recreated with a new
+//! UIDVALIDITY, the threading rules fed by real mail clients' headers, bounces and auto-replies.
 //!
 //! Nothing here sleeps for correctness: every wait polls with a timeout, and "nothing more
-//! happened" is shown by a sentinel mail sent last (the mailbox is read in UID order, so once the
-//! sentinel is stored everything before it has been handled).
+//! happened" is shown by a sentinel mail sent last ([`MailServer::sentinel`]: the mailbox is read
+//! in UID order, so once the sentinel is stored everything before it has been handled).
 
 #![allow(
     clippy::expect_used,
@@ -13,7 +13,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -23,7 +23,8 @@ use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ChannelId;
 use inbox_core::model::Channel;
 use inbox_core::store::Store;
-use inbox_e2e::mail::MailServer;
+use inbox_e2e::kafka::metric_value;
+use inbox_e2e::mail::{MailServer, find_inbound};
 use inbox_e2e::{Backend, TestApp, both_backends, str_of, wait_for, wait_until};
 use serde_json::Value;
 
@@ -215,24 +216,6 @@ async fn all_messages(app: &TestApp) -> Vec<Value> {
     all
 }
 
-/// The (message id, conversation id) of the stored inbound message with this external id.
-async fn find_inbound(store: &Store, external_id: &str) -> Option<(String, String)> {
-    let sql =
-        "SELECT id, conversation_id FROM messages WHERE external_id = $1 AND direction = 'inbound'";
-    match store {
-        Store::Sqlite(pool) => sqlx::query_as(sql)
-            .bind(external_id)
-            .fetch_optional(pool)
-            .await
-            .unwrap(),
-        Store::Postgres(pool) => sqlx::query_as(sql)
-            .bind(external_id)
-            .fetch_optional(pool)
-            .await
-            .unwrap(),
-    }
-}
-
 /// Waits until the message with this external id is stored; returns it as the API shows it.
 async fn wait_for_mail(app: &TestApp, external_id: &str) -> Value {
     let (id, conversation_id) = wait_for(
@@ -253,14 +236,24 @@ async fn wait_for_total(app: &TestApp, count: i64, timeout: Duration) {
     assert_eq!(app.message_total().await, count, "no more than {count}");
 }
 
-/// Sends a last mail and waits for it: everything delivered before it has then been handled.
-async fn sentinel(app: &TestApp, server: &MailServer, name: &str) -> String {
-    let id = format!("{name}@customer.example.test");
-    Mail::new(CUSTOMER, &id, &format!("Sentinel {name}"))
-        .send(server)
-        .await;
-    wait_for_mail(app, &id).await;
-    id
+/// The funnel's count of records recognised as duplicates (`/metrics`). The recorder is
+/// process-wide: every test of this binary counts into it (see [`DUPLICATE_COUNTER`]).
+const DUPLICATE: &str = r#"inbox_ingest_records_total{outcome="duplicate"}"#;
+
+/// Taken by the scenarios that measure [`DUPLICATE`] for as long as they do, so that two of them
+/// (the SQLite and PostgreSQL runs of one scenario) do not count into each other's difference.
+/// The other scenarios here make no duplicates.
+static DUPLICATE_COUNTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The value of [`DUPLICATE`] on the app's `/metrics`.
+async fn duplicates_recognised(app: &TestApp) -> f64 {
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "GET /metrics: {}",
+        response.status()
+    );
+    metric_value(&response.text().await.unwrap(), DUPLICATE)
 }
 
 /// The customer's first mail and the conversation it opened; the agent's reply to it once it
@@ -370,7 +363,7 @@ async fn flag_changes_by_another_client_during_backfill(backend: Backend) {
     eprintln!("flags changed during the backfill: {marked_during_backfill}");
 
     wait_for_total(&app, COUNT as i64, LONG_WAIT).await;
-    sent.push(sentinel(&app, &server, "flags-sentinel").await);
+    sent.push(server.sentinel(&app, "flags-sentinel").await);
     assert_stored_once(&app, channel.id, &sent).await;
     let dead = app.store.dead_letters(100).await.unwrap();
     assert!(
@@ -398,7 +391,7 @@ async fn mail_while_down_is_ingested_after_restart(backend: Backend) {
     let started = Instant::now();
     wait_for_total(&app, 4, WAIT).await;
     elapsed(started, "catching up after the restart");
-    expected.push(sentinel(&app, &server, "after-restart").await);
+    expected.push(server.sentinel(&app, "after-restart").await);
     assert_stored_once(&app, channel.id, &expected).await;
     assert_eq!(app.conversations().await.len(), 5, "one per mail");
     assert!(app.store.dead_letters(10).await.unwrap().is_empty());
@@ -430,7 +423,7 @@ async fn dovecot_restart_mid_sync(backend: Backend) {
     server.start_dovecot().await;
 
     wait_for_total(&app, COUNT as i64, LONG_WAIT).await;
-    expected.push(sentinel(&app, &server, "bulk-sentinel").await);
+    expected.push(server.sentinel(&app, "bulk-sentinel").await);
     assert_stored_once(&app, channel.id, &expected).await;
     assert_eq!(
         inbound_external_ids(&app.store, channel.id).await.len(),
@@ -440,48 +433,120 @@ async fn dovecot_restart_mid_sync(backend: Backend) {
     elapsed(started, "dovecot_restart_mid_sync");
 }
 
-/// A stored cursor of another UIDVALIDITY makes the source re-read the backfill window; the
-/// funnel recognises every mail it already has.
+/// The support INBOX is recreated while the app is stopped, as when a mail admin restores or
+/// migrates it: Dovecot gives it a new UIDVALIDITY, the old mail is appended again (UIDs 1..3 of
+/// the new UIDVALIDITY) and two new mails arrive during the gap. On its next start the source
+/// finds its cursor of the old UIDVALIDITY and re-reads the backfill window: the funnel
+/// recognises the three old mails as duplicates (the same stored messages, the duplicate counter
+/// up by three), the two new ones are stored once, and the cursor moves to the new UIDVALIDITY.
 async fn uidvalidity_change_resync_creates_no_duplicate(backend: Backend) {
+    const OLD: usize = 3;
+    const NEW: usize = 2;
     let server = MailServer::start();
     let app = TestApp::spawn(backend).await;
     let channel = create_channel(&app, &server).await;
-    let mut expected = send_many(&server, "resync", 3).await;
-    wait_for_total(&app, 3, WAIT).await;
-    let cursor = wait_for(WAIT, "the cursor at the third mail", async || {
+    let old = send_many(&server, "resync", OLD).await;
+    wait_for_total(&app, OLD as i64, WAIT).await;
+    let mut imap = server.imap("support").await;
+    let old_validity = imap.uid_validity("INBOX").await;
+    imap.logout().await;
+    wait_for(WAIT, "the cursor at the third mail", async || {
         app.store
             .cursor(channel.id, "imap")
             .await
             .unwrap()
-            .filter(|c| c.ends_with(":3"))
+            .filter(|c| *c == format!("{old_validity}:{OLD}"))
     })
     .await;
-    let (uid_validity, _) = cursor.split_once(':').unwrap();
-    assert_ne!(uid_validity, "1", "Dovecot's UIDVALIDITY is a timestamp");
-    let conversations = app.conversations().await.len();
+    let mut stored_before = HashMap::new();
+    for id in &old {
+        stored_before.insert(id.clone(), find_inbound(&app.store, id).await.unwrap());
+    }
 
+    let turn = DUPLICATE_COUNTER.lock().await;
+    let duplicates_before = duplicates_recognised(&app).await;
     let stopped = app.stop().await;
-    let store = stopped.open_store().await;
-    store
-        .set_cursor(channel.id, "imap", "1:999999")
-        .await
-        .unwrap();
-    store.close().await;
-    let app = stopped.start().await;
 
-    // The resync rewrites the cursor with the mailbox's UIDVALIDITY as it re-reads.
-    wait_for(WAIT, "the resync to re-read the window", async || {
-        app.store
-            .cursor(channel.id, "imap")
-            .await
-            .unwrap()
-            .filter(|c| *c == format!("{uid_validity}:3"))
-    })
-    .await;
-    expected.push(sentinel(&app, &server, "resync-sentinel").await);
+    // The gap: the INBOX recreated, its mail appended again in UID order, new mail delivered.
+    let mut imap = server.imap("support").await;
+    imap.select("INBOX").await;
+    let old_raw = imap.fetch_all_raw().await;
+    imap.logout().await;
+    assert_eq!(old_raw.len(), OLD, "the old mails, read back from Dovecot");
+    server.recreate_inbox("support").await;
+    let mut imap = server.imap("support").await;
+    let new_validity = imap.uid_validity("INBOX").await;
+    assert_ne!(new_validity, old_validity, "Dovecot's UIDVALIDITY changed");
+    let now = Utc::now().format("%d-%b-%Y %H:%M:%S +0000").to_string();
+    for raw in &old_raw {
+        imap.append("INBOX", &now, raw).await;
+    }
+    let new = send_many(&server, "gap", NEW).await;
+    imap.select("INBOX").await;
+    assert_eq!(
+        imap.uid_search("ALL").await,
+        (1..=(OLD + NEW) as u32).collect::<Vec<_>>(),
+        "the recreated INBOX numbers its mail from 1"
+    );
+    for id in &old {
+        let uid = imap.uid_of(id).await.unwrap();
+        assert!(
+            uid <= OLD as u32,
+            "old mail {id} renumbered first, at UID {uid}"
+        );
+    }
+    imap.logout().await;
+
+    let app = stopped.start().await;
+    // The new mails have the highest UIDs: once they are stored, the old ones were handled.
+    wait_for_total(&app, (OLD + NEW) as i64, WAIT).await;
+    let sentinel = server.sentinel(&app, "resync-sentinel").await;
+    let duplicates = duplicates_recognised(&app).await - duplicates_before;
+    drop(turn);
+    eprintln!("UIDVALIDITY {old_validity} → {new_validity}; duplicates recognised: {duplicates}");
+    assert_eq!(
+        duplicates, OLD as f64,
+        "each re-read old mail is recognised as a duplicate, nothing else is"
+    );
+
+    let mut expected = old.clone();
+    expected.extend(new.iter().cloned());
+    expected.push(sentinel.clone());
     assert_stored_once(&app, channel.id, &expected).await;
-    assert_eq!(app.message_total().await, 4);
-    assert_eq!(app.conversations().await.len(), conversations + 1);
+    for id in &old {
+        assert_eq!(
+            find_inbound(&app.store, id).await.as_ref(),
+            stored_before.get(id),
+            "old mail {id} is the message stored before, in its conversation"
+        );
+    }
+    assert_eq!(app.message_total().await, (OLD + NEW + 1) as i64);
+    let conversations = app.conversations().await;
+    assert_eq!(
+        conversations.len(),
+        OLD + NEW + 1,
+        "one conversation per mail"
+    );
+    for conversation in &conversations {
+        let messages = app.messages(str_of(conversation, "id")).await;
+        assert_eq!(messages.len(), 1, "one copy in {conversation:#}");
+    }
+    let mut imap = server.imap("support").await;
+    imap.select("INBOX").await;
+    let sentinel_uid = imap.uid_of(&sentinel).await.unwrap();
+    imap.logout().await;
+    wait_for(
+        WAIT,
+        "the cursor at the sentinel, in the new UIDVALIDITY",
+        async || {
+            app.store
+                .cursor(channel.id, "imap")
+                .await
+                .unwrap()
+                .filter(|c| *c == format!("{new_validity}:{sentinel_uid}"))
+        },
+    )
+    .await;
     assert!(app.store.dead_letters(10).await.unwrap().is_empty());
 }
 
