@@ -70,7 +70,8 @@ impl Mock {
             brokers: cluster.bootstrap_servers(),
             topics,
             partitions: inbound_partitions,
-            replication: 1,
+            replication_factor: 1,
+            min_insync_replicas: 1,
             core_group: format!("inbox-core-{run}"),
             connectors_group: format!("inbox-connectors-{run}"),
         };

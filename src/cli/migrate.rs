@@ -7,11 +7,15 @@ pub async fn execute(config: &Config) -> anyhow::Result<()> {
     println!("{} schema is up to date.", store.backend());
     store.close().await;
     if let Some(kafka) = &config.kafka {
-        kafka.ensure_topics().await?;
+        let mismatches = kafka.ensure_topics().await?;
         println!(
-            "Kafka topics exist ({} partitions for new ones).",
-            kafka.partitions
+            "Kafka topics exist ({} partitions, replication factor {}, min.insync.replicas {} \
+             for new ones).",
+            kafka.partitions, kafka.replication_factor, kafka.min_insync_replicas
         );
+        for mismatch in &mismatches {
+            eprintln!("warning: {mismatch} (existing topics are not changed; see docs/scaling.md)");
+        }
     }
     Ok(())
 }
