@@ -108,5 +108,51 @@ async fn the_document_describes_every_api_route() {
             .is_some()
     );
 
+    // The limits the server enforces are stated (Schemathesis relies on them:
+    // tests/tests/openapi_fuzz.rs).
+    let param = |path: &str, method: &str, name: &str| {
+        paths[path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .unwrap_or_else(|| panic!("{method} {path} has a parameter {name}"))["schema"]
+            .clone()
+    };
+    for (path, max) in [
+        ("/api/v1/conversations", 100),
+        ("/api/v1/search", 100),
+        ("/api/v1/conversations/{id}/messages", 500),
+        ("/api/v1/contacts/{id}", 500),
+    ] {
+        let limit = param(path, "get", "limit");
+        assert_eq!(
+            (&limit["type"], &limit["minimum"], &limit["maximum"]),
+            (&"integer".into(), &1.into(), &max.into()),
+            "{path}: {limit}"
+        );
+    }
+    for (path, method) in [
+        ("/api/v1/conversations/{id}", "get"),
+        ("/api/v1/conversations/{id}", "patch"),
+        ("/api/v1/conversations/{id}/messages", "post"),
+        ("/api/v1/contacts/{id}", "get"),
+        ("/api/v1/contacts/{id}/merge", "post"),
+        ("/api/v1/contact-merges/{id}/undo", "post"),
+    ] {
+        assert_eq!(
+            param(path, method, "id")["format"],
+            "uuid",
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        param("/api/v1/attachments", "post", "filename")["minLength"],
+        1
+    );
+    let text = &schemas["NewMessage"]["properties"]["text"];
+    assert_eq!(
+        (&text["minLength"], &text["maxLength"]),
+        (&1.into(), &100_000.into())
+    );
+
     app.stop().await;
 }

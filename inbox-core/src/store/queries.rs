@@ -319,6 +319,10 @@ impl PageCursor {
 
     pub fn decode(s: &str) -> Option<Self> {
         let (at, key) = s.split_once('_')?;
+        // No key has a NUL (and PostgreSQL refuses one as text).
+        if key.contains('\0') {
+            return None;
+        }
         Some(PageCursor {
             at: at.parse().ok()?,
             key: key.to_owned(),

@@ -172,6 +172,9 @@ pub(super) struct TextQuery {
 
 impl TextQuery {
     pub(super) fn parse(input: &str) -> Option<TextQuery> {
+        // NUL ends the text for FTS5 and is refused by PostgreSQL: it separates words like a space.
+        let input = input.replace('\0', " ");
+        let input = input.as_str();
         let mut end = input.len().min(MAX_QUERY_BYTES);
         while !input.is_char_boundary(end) {
             end -= 1;
@@ -659,6 +662,10 @@ impl Store {
         if label.is_empty() {
             return Ok(None);
         }
+        // No label has a NUL (and PostgreSQL refuses one as text).
+        if label.contains('\0') {
+            return Ok(Some(LabelFilter::Nothing));
+        }
         // Counted on the (label, status) index alone, up to the first row past "few".
         let count = on_pool!(self, pool, Db => {
             let mut qb = QueryBuilder::<Db>::new(
@@ -775,6 +782,19 @@ mod tests {
         );
         let q = TextQuery::parse(r#"un"balanced"#).expect("terms");
         assert_eq!(q.fts5(), r#""un""balanced""#);
+    }
+
+    #[test]
+    fn nul_separates_words() {
+        assert_eq!(
+            terms("a\0b \"c\0d\""),
+            [
+                Term::Phrase("a".into()),
+                Term::Phrase("b".into()),
+                Term::Phrase("c d".into())
+            ]
+        );
+        assert_eq!(TextQuery::parse("\0"), None);
     }
 
     #[test]

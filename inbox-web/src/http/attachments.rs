@@ -42,8 +42,13 @@ pub fn router() -> Router<WebState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct UploadQuery {
-    /// The file's name (required).
-    #[param(required = true)]
+    /// The file's name (required): its last `/` or `\` segment, without control or invisible
+    /// formatting characters and leading dots, cut to 150 characters, must not be empty.
+    #[param(
+        required = true,
+        min_length = 1,
+        pattern = r"^(?:[\s\S]*[/\\])?[^/\\]*[^/\\.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff][^/\\]*$"
+    )]
     filename: Option<String>,
 }
 
@@ -78,6 +83,15 @@ fn valid_content_type(raw: &str) -> Option<String> {
     .then(|| raw.to_owned())
 }
 
+/// A file's raw bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(
+    dead_code,
+    reason = "only describes the bodies of `upload` and `download`"
+)]
+struct FileBytes(Vec<u8>);
+
 fn too_large() -> Response {
     let body = serde_json::json!({
         "error": "too_large",
@@ -96,7 +110,7 @@ fn too_large() -> Response {
     path = "/api/v1/attachments",
     tag = "attachments",
     params(UploadQuery),
-    request_body(content = Vec<u8>, description = "The raw file bytes; `Content-Type` is the file's.", content_type = "application/octet-stream"),
+    request_body(content = FileBytes, description = "The raw file bytes (at most 25 MiB); `Content-Type` is the file's.", content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "The reference to put in a reply's `attachments`.", body = AttachmentRef),
         (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
@@ -213,7 +227,8 @@ fn safe_key(key: &str) -> bool {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct DownloadQuery {
-    /// The content type to answer with (the reference's); else guessed from the name.
+    /// The content type to answer with (the reference's); else (or when it is no `type/subtype`)
+    /// guessed from the name.
     content_type: Option<String>,
 }
 
@@ -268,9 +283,9 @@ fn disposition(name: &str) -> HeaderValue {
     get,
     path = "/api/v1/attachments/{key}",
     tag = "attachments",
-    params(("key" = String, Path, description = "The blob key (`uploads/…`, `attachments/…` or `raw/…`; may contain `/`)."), DownloadQuery),
+    params(("key" = String, Path, pattern = r"^(uploads|attachments|raw)/", example = "uploads/019a2b3c4d5e7f00a1b2c3d4e5f60718/receipt.txt", description = "The blob key (`uploads/…`, `attachments/…` or `raw/…`; may contain `/`)."), DownloadQuery),
     responses(
-        (status = 200, description = "The file, as a download.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file, as a download, of the type `content_type` names or one guessed from its name.", content_type = "*/*", body = FileBytes),
         (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
         (status = 404, description = "Not found (a malformed id too).", body = super::openapi::ErrorBody),
     )

@@ -35,7 +35,7 @@ struct MergeBody {
     post,
     path = "/api/v1/contacts/{id}/merge",
     tag = "contacts",
-    params(("id" = String, Path, description = "The kept contact's id (a UUID).")),
+    params(("id" = String, Path, format = Uuid, description = "The kept contact's id (a UUID).")),
     request_body = MergeBody,
     responses(
         (status = 201, description = "The merge record; its id undoes it.", body = inbox_core::store::ContactMerge),
@@ -67,7 +67,7 @@ async fn merge(
     post,
     path = "/api/v1/contact-merges/{id}/undo",
     tag = "contacts",
-    params(("id" = String, Path, description = "The merge id (a UUID).")),
+    params(("id" = String, Path, format = Uuid, description = "The merge id (a UUID).")),
     responses(
         (status = 200, description = "The merge record, undone.", body = inbox_core::store::ContactMerge),
         (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
@@ -95,8 +95,10 @@ async fn unmerge(
 #[into_params(parameter_in = Query)]
 struct TimelineQuery {
     /// `next_before` of the previous page: older messages.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}_[^\u0000]*$")]
     before: Option<String>,
     /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -106,7 +108,7 @@ struct TimelineQuery {
     get,
     path = "/api/v1/contacts/{id}",
     tag = "contacts",
-    params(("id" = String, Path, description = "The contact id (a UUID)."), TimelineQuery),
+    params(("id" = String, Path, format = Uuid, description = "The contact id (a UUID)."), TimelineQuery),
     responses(
         (status = 200, description = "The contact, identities, conversations and timeline.", body = super::openapi::ContactView),
         (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),

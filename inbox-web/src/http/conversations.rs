@@ -36,14 +36,31 @@ pub(super) fn parse_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> R
     raw.parse().map_err(|_| ApiError::NotFound(what))
 }
 
+// The values of the list's `status` (only describes the parameter, which is parsed by hand).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "only describes the values `list` accepts")]
+enum StatusFilter {
+    Open,
+    Pending,
+    Snoozed,
+    Resolved,
+    All,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `open`, `pending`, `snoozed`, `resolved` or `all` (the default).
+    #[param(inline, value_type = Option<StatusFilter>)]
     status: Option<String>,
-    /// `me`, `none` (unassigned) or an agent id.
+    /// `me`, `none` (unassigned), `all` (the default) or an agent id.
+    #[param(
+        pattern = r"^(me|none|all|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     assignee: Option<String>,
     /// A channel id.
+    #[param(format = Uuid)]
     channel: Option<String>,
     /// Conversations with a message matching this search.
     q: Option<String>,
@@ -52,9 +69,10 @@ struct ListQuery {
     /// `true`: only conversations with unread customer messages.
     unread: Option<bool>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}_[^\u0000]*$")]
     cursor: Option<String>,
     /// 1 to 100 (default 25).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -149,7 +167,7 @@ async fn load(state: &WebState, raw_id: &str) -> Result<Conversation, ApiError> 
     get,
     path = "/api/v1/conversations/{id}",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    params(("id" = String, Path, format = Uuid, description = "The conversation id (a UUID).")),
     responses(
         (status = 200, description = "The conversation.", body = Conversation),
         (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
@@ -168,9 +186,10 @@ async fn show(
 #[into_params(parameter_in = Query)]
 struct MessagesQuery {
     /// `next_before` of the previous page: older messages.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}_[^\u0000]*$")]
     before: Option<String>,
     /// 1 to 500 (default 25).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
 }
 
@@ -178,7 +197,7 @@ struct MessagesQuery {
     get,
     path = "/api/v1/conversations/{id}/messages",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation id (a UUID)."), MessagesQuery),
+    params(("id" = String, Path, format = Uuid, description = "The conversation id (a UUID)."), MessagesQuery),
     responses(
         (status = 200, description = "A page of messages and notes, oldest first.", body = MessagePage),
         (status = 400, description = "A bad parameter or body; `field` names it.", body = super::openapi::ErrorBody),
@@ -207,7 +226,7 @@ async fn messages(
     get,
     path = "/api/v1/conversations/{id}/events",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    params(("id" = String, Path, format = Uuid, description = "The conversation id (a UUID).")),
     responses(
         (status = 200, description = "The conversation log, oldest first.", body = Vec<ConversationEvent>),
         (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
@@ -228,20 +247,47 @@ async fn events(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewMessage {
+    /// 1 to 100000 bytes once leading and trailing whitespace is trimmed; no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 100_000,
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$"
+    )]
     text: String,
     /// A private note for agents instead of a reply to the customer.
     #[serde(default)]
     private: bool,
-    /// Files uploaded with `POST /api/v1/attachments`, as it answered.
+    /// Files uploaded with `POST /api/v1/attachments`, as it answered (at most 20).
     #[serde(default)]
+    #[schema(value_type = Vec<NewAttachment>, max_items = 20)]
     attachments: Vec<inbox_core::envelope::AttachmentRef>,
+}
+
+/// A file of a reply: the reference `POST /api/v1/attachments` answered.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "only describes what `NewMessage.attachments` takes"
+)]
+struct NewAttachment {
+    /// The name shown and sent; cleaned like the upload's `filename`.
+    #[schema(
+        pattern = r"^(?:[\s\S]*[/\\])?[^/\\]*[^/\\.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff][^/\\]*$"
+    )]
+    name: String,
+    content_type: Option<String>,
+    /// Ignored: the stored file's size is sent.
+    size: Option<u64>,
+    /// The upload's blob key (`uploads/…`); the upload must exist.
+    #[schema(pattern = r"^uploads/")]
+    blob: String,
 }
 
 #[utoipa::path(
     post,
     path = "/api/v1/conversations/{id}/messages",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    params(("id" = String, Path, format = Uuid, description = "The conversation id (a UUID).")),
     request_body = NewMessage,
     responses(
         (status = 201, description = "The stored reply or note.", body = inbox_core::model::Message),
@@ -288,23 +334,48 @@ where
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Patch {
+    /// `snoozed` needs `snoozed_until`.
     #[serde(default)]
     status: Option<ConversationStatus>,
     /// An agent id, `"me"`, or `null` to unassign.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        pattern = r"^(me|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     assignee: Option<Option<String>>,
+    /// The whole new set (at most 50); each is trimmed and lower-cased, then 1 to 50 characters
+    /// without control characters.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Label>>, max_items = 50)]
     labels: Option<Vec<String>>,
+    /// In the future; with `status: snoozed` (which requires it).
     #[serde(default)]
     snoozed_until: Option<DateTime<Utc>>,
 }
+
+/// A label as `PATCH` takes it: 1 to 50 characters, not all whitespace, no control characters
+/// (only describes the items of `Patch.labels`).
+struct Label;
+
+impl utoipa::PartialSchema for Label {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(50))
+            .pattern(Some(r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"))
+            .into()
+    }
+}
+
+impl ToSchema for Label {}
 
 #[utoipa::path(
     patch,
     path = "/api/v1/conversations/{id}",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation id (a UUID).")),
+    params(("id" = String, Path, format = Uuid, description = "The conversation id (a UUID).")),
     request_body = Patch,
     responses(
         (status = 200, description = "The conversation as changed.", body = Conversation),

@@ -17,12 +17,15 @@ pub fn router() -> Router<WebState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SearchQuery {
-    /// The words to find (at most 1000 bytes).
+    /// The words to find (at most 1000 bytes of UTF-8).
     #[serde(default)]
+    #[param(max_length = 1000)]
     q: String,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}_[^\u0000]*$")]
     cursor: Option<String>,
     /// 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
