@@ -1,11 +1,13 @@
 //! Harness of the multi-process Kafka tests: the production services (`inbox core`, `inbox
-//! connectors`, `inbox web`) run as separate processes of the real binary against a Tansu broker
-//! (a Kafka-compatible broker keeping its log in SQLite) and a fresh PostgreSQL database, and the
+//! connectors`, `inbox web`) run as separate processes of the real binary against Apache Kafka (a
+//! KRaft cluster of one or three nodes run from its jars) and a fresh PostgreSQL database, and the
 //! tests crash and restart them.
 //!
-//! - [`Broker`]: a Tansu broker as a child process in a temporary directory of its own, on a free
-//!   loopback port; [`Broker::kill9`] and [`Broker::restart`] (same directory, same port, the log
-//!   survives).
+//! - [`Broker`]: Apache Kafka as `java` child processes in a temporary directory of its own, on
+//!   free loopback ports: one node ([`Broker::start`]) or three combined broker+controller nodes
+//!   ([`Broker::cluster`]); [`Broker::kill9`] / [`Broker::restart`] of the whole cluster and
+//!   [`Broker::kill9_node`] / [`Broker::restart_node`] of one node by id (same directory, same
+//!   ports, the data survives).
 //! - [`Deployment`]: one test's database (created on the `INBOX_TEST_DATABASE_URL` server, dropped
 //!   when the test passed), configuration file (`[kafka] partitions = 4`, fast `[delivery]`
 //!   retries), schema and topics (`inbox migrate`), and an admin with an API token and a webhook
@@ -15,14 +17,14 @@
 //! - [`Workload`] / [`send`]: many customers' signed webhook messages, POSTed concurrently.
 //! - [`Deployment::assert_exactly_once`]: every message stored once, in its customer's single
 //!   conversation, in `sent_at` order, with exactly one log event per message.
-//! - [`python_client`] and its wrappers ([`read_topic`], [`committed_offsets`],
-//!   [`join_and_leave`]): `tests/fixtures/produce.py`, an independent Kafka client
-//!   (confluent-kafka).
+//! - [`python_client`] and its wrappers ([`read_topic`], [`committed_offsets`]):
+//!   `tests/fixtures/produce.py`, an independent Kafka client (confluent-kafka).
 //!
-//! Needs `INBOX_BIN` (the built `inbox` binary) and `INBOX_TEST_TANSU` (the Tansu binary); `tests/run`
-//! sets both. The services log at `warn` (plus the Kafka bus's rebalance lines at `info`);
-//! `INBOX_E2E_LOG=<filter>` replaces that filter, and `INBOX_E2E_TANSU_LOG=<filter>` sets the
-//! broker's (its `RUST_LOG`). A failed test keeps the logs and prints their tails.
+//! Needs `INBOX_BIN` (the built `inbox` binary), `INBOX_TEST_KAFKA_LIBS` (the jars of
+//! `tests/services/kafka fetch`) and `java` (17 or later) on `PATH`; `tests/run` provides them.
+//! `INBOX_KAFKA_HEAP` replaces each node's heap options (`-Xms256m -Xmx512m`). The services log at
+//! `warn` (plus the Kafka bus's rebalance lines at `info`); `INBOX_E2E_LOG=<filter>` replaces that
+//! filter. A failed test keeps the logs (the nodes' `server.log` included) and prints their tails.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -52,27 +54,17 @@ use crate::PgDatabase;
 /// Partitions of every topic `inbox migrate` creates in these tests.
 pub const PARTITIONS: i32 = 4;
 
-/// Environment variable naming the Tansu binary.
-pub const TANSU_ENV: &str = "INBOX_TEST_TANSU";
+/// Environment variable naming the directory of the Apache Kafka jars (`tests/services/kafka
+/// fetch`).
+pub const KAFKA_LIBS_ENV: &str = "INBOX_TEST_KAFKA_LIBS";
 
 /// Environment variable naming the built `inbox` binary.
 pub const BIN_ENV: &str = "INBOX_BIN";
 
 /// The consumers' `session.timeout.ms` (`inbox_core::bus::kafka`): how long the group coordinator
-/// keeps a member that stopped heartbeating (e.g. after `kill -9`).
+/// keeps a member that stopped heartbeating (e.g. after `kill -9`) before it rebalances the group
+/// over the others.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Waits until the group coordinator has certainly given up on a member killed just before.
-///
-/// Works around a bug of Tansu 0.6.0's group coordinator: when a new member joins while the dead
-/// *leader* is still in the group, it joins as a follower; when the leader's session then expires
-/// during the follower's SyncGroup, the group becomes stable with an empty assignment, and the new
-/// member holds no partition, for good. Joining after the session expired makes the new member
-/// the leader. Kafka rebalances in both cases: this is not about the product's correctness, only
-/// about not racing the broker's bug.
-pub async fn outlive_dead_member() {
-    tokio::time::sleep(SESSION_TIMEOUT + Duration::from_millis(1_500)).await;
-}
 
 /// How often the waiting helpers poll.
 const POLL: Duration = Duration::from_millis(50);
@@ -135,136 +127,523 @@ fn kill_child(child: &mut Child) {
 // ---------------------------------------------------------------------------------------------
 // The broker
 
-/// A Tansu broker; killed when dropped.
+/// How long a Kafka node may take to serve after its JVM started (a restart after `kill -9` waits
+/// for the old incarnation's `broker.session.timeout.ms` first).
+const BROKER_STARTUP: Duration = Duration::from_secs(120);
+
+/// The log line of a node that serves: `KafkaRaftServer` logs it once the broker is unfenced.
+const STARTED_LINE: &str = "Kafka Server started";
+
+/// The Log4j 2 configuration of every node: `${kafka.logs.dir}/server.log`, without the
+/// configuration dumps of each client and server.
+const LOG4J2: &str = "status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.config.name = org.apache.kafka.common.config
+logger.config.level = warn
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+";
+
+/// The directory of the Apache Kafka jars (`INBOX_TEST_KAFKA_LIBS`).
+fn kafka_libs() -> PathBuf {
+    let libs = match std::env::var_os(KAFKA_LIBS_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => panic!(
+            "{KAFKA_LIBS_ENV} is not set: the Kafka e2e tests run Apache Kafka from its jars. \
+             `tests/run` sets it; to run the tests by hand, export \
+             {KAFKA_LIBS_ENV}=$(tests/services/kafka fetch)"
+        ),
+    };
+    let has_kafka = std::fs::read_dir(&libs)
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("kafka_2.13-")
+            })
+        })
+        .unwrap_or(false);
+    assert!(
+        has_kafka,
+        "{KAFKA_LIBS_ENV}={} is not a directory holding kafka_2.13-*.jar (expected the output of \
+         tests/services/kafka fetch)",
+        libs.display()
+    );
+    libs
+}
+
+/// `count` distinct loopback ports nothing listens on right now.
+fn free_ports(count: usize) -> Vec<u16> {
+    // All bound at once, so that none is handed out twice.
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| {
+            std::net::TcpListener::bind(("127.0.0.1", 0))
+                .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"))
+        })
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| {
+            listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("a bound listener has an address: {e}"))
+                .port()
+        })
+        .collect()
+}
+
+/// A fresh Kafka `Uuid` as Kafka prints it: 16 bytes in URL-safe base64 without padding (a
+/// UUIDv7's leading timestamp never encodes to the `-` that would read as an option).
+fn kafka_uuid() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(22);
+    let (mut bits, mut held) = (0_u32, 0_u32);
+    for byte in uuid::Uuid::now_v7().into_bytes() {
+        bits = ((bits << 8) | u32::from(byte)) & 0x3fff;
+        held += 8;
+        while held >= 6 {
+            held -= 6;
+            out.push(char::from(ALPHABET[((bits >> held) & 63) as usize]));
+        }
+    }
+    if held > 0 {
+        out.push(char::from(ALPHABET[((bits << (6 - held)) & 63) as usize]));
+    }
+    out
+}
+
+/// How many times a node's log says it serves.
+fn started_lines(server_log: &Path) -> usize {
+    std::fs::read(server_log)
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .matches(STARTED_LINE)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// One node of a [`Broker`]: broker and KRaft controller in one JVM.
 #[derive(Debug)]
-pub struct Broker {
-    bin: PathBuf,
-    dir: TempDir,
+struct Node {
+    id: u32,
+    /// The clients' listener.
     port: u16,
+    /// The controllers' listener.
+    controller_port: u16,
+    /// `node-<id>`: `server.properties`, `data/`, `server.log` (Log4j), `java.log` (the JVM's
+    /// stdout and stderr), `format.log`.
+    dir: PathBuf,
     child: Option<Child>,
     starts: u32,
 }
 
-impl Broker {
-    /// Starts a broker with its log in a new temporary directory, on a free loopback port, and
-    /// waits until it accepts connections.
-    pub async fn start() -> Broker {
-        let bin = required_file(TANSU_ENV, "a Tansu broker binary");
-        let dir = tempfile::Builder::new()
-            .prefix("inbox-e2e-tansu-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create the broker's directory: {e}"));
-        let mut broker = Broker {
-            bin,
-            dir,
-            port: free_port(),
-            child: None,
-            starts: 0,
-        };
-        broker.launch().await;
-        broker
-    }
-
-    /// `host:port` of the broker (the same across restarts).
-    pub fn brokers(&self) -> String {
+impl Node {
+    fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// The working directory holding `tansu.db` and `tansu.log`.
+    fn server_log(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn java_log(&self) -> PathBuf {
+        self.dir.join("java.log")
+    }
+
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+/// An Apache Kafka cluster in KRaft mode: one node, or three, each a combined broker and
+/// controller run by `java -cp '<libs>/*' kafka.Kafka server.properties` as a child process from
+/// the jars of `tests/services/kafka fetch` (`INBOX_TEST_KAFKA_LIBS`), with its data in a
+/// temporary directory of its own and on free loopback ports. Nodes are killed when the broker is
+/// dropped. The settings are those of `tests/services/kafka`; keep the two in step.
+#[derive(Debug)]
+pub struct Broker {
+    libs: PathBuf,
+    dir: TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Broker {
+    /// Starts a single-node cluster and waits until it serves.
+    pub async fn start() -> Broker {
+        Broker::cluster(1).await
+    }
+
+    /// Starts a cluster of `nodes` (1 or 3) nodes, ids `1..=nodes`, and waits until every node
+    /// serves. Internal topics get a replication factor of `nodes` (`min.insync.replicas` 2 on
+    /// three nodes).
+    pub async fn cluster(nodes: u32) -> Broker {
+        assert!(
+            nodes == 1 || nodes == 3,
+            "a test cluster has 1 or 3 nodes, not {nodes}"
+        );
+        let libs = kafka_libs();
+        let dir = tempfile::Builder::new()
+            .prefix("inbox-e2e-broker-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create the broker's directory: {e}"));
+        let ports = free_ports(2 * nodes as usize);
+        let nodes = (1..=nodes)
+            .zip(ports.chunks(2))
+            .map(|(id, ports)| Node {
+                id,
+                port: ports[0],
+                controller_port: ports[1],
+                dir: dir.path().join(format!("node-{id}")),
+                child: None,
+                starts: 0,
+            })
+            .collect();
+        let mut broker = Broker { libs, dir, nodes };
+        broker.format().await;
+        let waiting = (0..broker.nodes.len())
+            .map(|index| (index, broker.launch(index)))
+            .collect();
+        broker.wait_serving(waiting).await;
+        broker
+    }
+
+    /// The bootstrap list, `127.0.0.1:p1[,127.0.0.1:p2,…]` (the same across restarts).
+    pub fn brokers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::address)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node ids, `1..=nodes`.
+    pub fn node_ids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|node| node.id).collect()
+    }
+
+    /// `127.0.0.1:<port>` of node `id`'s clients' listener.
+    pub fn node_address(&self, id: u32) -> String {
+        self.nodes[self.index(id)].address()
+    }
+
+    /// Whether node `id`'s process runs.
+    pub fn is_running(&mut self, id: u32) -> bool {
+        let index = self.index(id);
+        self.nodes[index].is_running()
+    }
+
+    /// The directory holding `log4j2.properties` and each node's `node-<id>` directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("tansu.log")
-    }
-
-    async fn launch(&mut self) {
-        assert!(self.child.is_none(), "the broker is already running");
-        self.starts += 1;
-        let log_path = self.log_path();
-        let mut log = open_log(&log_path);
-        let _ = writeln!(log, "==== e2e: broker start #{} ====", self.starts);
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let stderr = log
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot share the broker's log: {e}"));
-        let child = Command::new(&self.bin)
-            .current_dir(self.dir.path())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // Relative to the working directory: the log lives (and survives) in `dir`.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env_remove("RUST_LOG")
-            .envs(std::env::var_os("INBOX_E2E_TANSU_LOG").map(|filter| ("RUST_LOG", filter)))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = tokio::time::Instant::now() + STARTUP;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                self.child = None;
-                panic!(
-                    "the broker exited at start ({status}); its log:\n{}",
-                    tail(&log_path, TAIL_LINES)
-                );
+    /// `kill -9` of every node: the cluster stops at once, without flushing anything.
+    pub fn kill9(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                kill_child(&mut child);
             }
-            let connected = tokio::task::spawn_blocking(move || {
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            })
-            .await
-            .unwrap_or(false);
-            if connected {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                panic!(
-                    "the broker did not accept connections on {addr} within {STARTUP:?}; its \
-                     log:\n{}",
-                    tail(&log_path, TAIL_LINES)
-                );
-            }
-            tokio::time::sleep(POLL).await;
         }
     }
 
-    /// `kill -9`: the broker stops at once, without flushing anything.
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    /// `kill -9` of node `id` alone.
+    pub fn kill9_node(&mut self, id: u32) {
+        let index = self.index(id);
+        if let Some(mut child) = self.nodes[index].child.take() {
             kill_child(&mut child);
         }
     }
 
-    /// Starts the broker again on the same directory and port (after [`Broker::kill9`]).
+    /// Starts every node again on its data and ports (after [`Broker::kill9`]), and waits until
+    /// they serve.
     pub async fn restart(&mut self) {
         self.kill9();
-        self.launch().await;
+        let waiting = (0..self.nodes.len())
+            .map(|index| (index, self.launch(index)))
+            .collect();
+        self.wait_serving(waiting).await;
+    }
+
+    /// Starts node `id` again on its data and ports (killing it first if it runs), and waits until
+    /// it serves.
+    pub async fn restart_node(&mut self, id: u32) {
+        self.kill9_node(id);
+        let index = self.index(id);
+        let before = self.launch(index);
+        self.wait_serving(vec![(index, before)]).await;
+    }
+
+    fn index(&self, id: u32) -> usize {
+        self.nodes
+            .iter()
+            .position(|node| node.id == id)
+            .unwrap_or_else(|| panic!("no node {id}; the nodes are {:?}", self.node_ids()))
+    }
+
+    fn classpath(&self) -> OsString {
+        let mut classpath = self.libs.clone().into_os_string();
+        // Java expands `dir/*` to the jars in dir.
+        classpath.push("/*");
+        classpath
+    }
+
+    /// Writes the configurations and formats every node's storage
+    /// (`kafka.tools.StorageTool format`, one JVM per node, in parallel).
+    async fn format(&self) {
+        std::fs::write(self.dir.path().join("log4j2.properties"), LOG4J2)
+            .unwrap_or_else(|e| panic!("cannot write log4j2.properties: {e}"));
+        let cluster_id = kafka_uuid();
+        let controllers = self
+            .nodes
+            .iter()
+            .map(|node| {
+                format!(
+                    "{}@127.0.0.1:{}:{}",
+                    node.id,
+                    node.controller_port,
+                    kafka_uuid()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut formatting = Vec::new();
+        for node in &self.nodes {
+            std::fs::create_dir_all(node.dir.join("data"))
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", node.dir.display()));
+            let config = node.dir.join("server.properties");
+            std::fs::write(&config, self.server_properties(node))
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+            let quorum = if self.nodes.len() == 1 {
+                vec!["--standalone".to_owned()]
+            } else {
+                vec!["--initial-controllers".to_owned(), controllers.clone()]
+            };
+            let log_path = node.dir.join("format.log");
+            let log = open_log(&log_path);
+            let stderr = log
+                .try_clone()
+                .unwrap_or_else(|e| panic!("cannot share {}: {e}", log_path.display()));
+            let child = Command::new("java")
+                .arg("-cp")
+                .arg(self.classpath())
+                .args([
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--cluster-id",
+                    &cluster_id,
+                ])
+                .arg("--config")
+                .arg(&config)
+                .args(&quorum)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(stderr)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run java (Apache Kafka needs Java 17 or later on PATH): {e}")
+                });
+            formatting.push((log_path, child));
+        }
+        let finished = tokio::task::spawn_blocking(move || {
+            formatting
+                .into_iter()
+                .map(|(log_path, mut child)| (log_path, child.wait()))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("formatting the storage did not finish: {e}"));
+        for (log_path, status) in finished {
+            let ok = status.as_ref().is_ok_and(ExitStatus::success);
+            assert!(
+                ok,
+                "kafka.tools.StorageTool format failed ({status:?}); {}:\n{}",
+                log_path.display(),
+                tail(&log_path, TAIL_LINES)
+            );
+        }
+    }
+
+    /// `server.properties` of `node`; the same settings as `tests/services/kafka`.
+    fn server_properties(&self, node: &Node) -> String {
+        let nodes = self.nodes.len();
+        let bootstrap = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let min_isr = if nodes > 1 { 2 } else { 1 };
+        let (id, port, controller) = (node.id, node.port, node.controller_port);
+        let listeners = format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}");
+        let data = node.dir.join("data");
+        let data = data.display();
+        format!(
+            "# Written by the e2e harness: node {id} of {nodes}, broker and controller.\n\
+             process.roles=broker,controller\n\
+             node.id={id}\n\
+             controller.quorum.bootstrap.servers={bootstrap}\n\
+             listeners={listeners}\n\
+             advertised.listeners={listeners}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             log.dirs={data}\n\
+             # The product creates its topics (inbox migrate), nothing else does.\n\
+             auto.create.topics.enable=false\n\
+             num.partitions=1\n\
+             default.replication.factor={nodes}\n\
+             offsets.topic.replication.factor={nodes}\n\
+             offsets.topic.num.partitions=10\n\
+             transaction.state.log.replication.factor={nodes}\n\
+             transaction.state.log.min.isr={min_isr}\n\
+             share.coordinator.state.topic.replication.factor={nodes}\n\
+             share.coordinator.state.topic.min.isr={min_isr}\n\
+             # A group's first member gets its partitions at once, not after 3 s.\n\
+             group.initial.rebalance.delay.ms=0\n\
+             # A killed node is fenced (its partitions led elsewhere, its restart\n\
+             # registered) after 4 s, not 9 s.\n\
+             broker.heartbeat.interval.ms=500\n\
+             broker.session.timeout.ms=4000\n\
+             # Two cores: few threads.\n\
+             num.network.threads=2\n\
+             num.io.threads=4\n\
+             num.recovery.threads.per.data.dir=1\n\
+             background.threads=4\n"
+        )
+    }
+
+    /// Starts node `index`'s JVM; returns how many times its log said it serves before.
+    fn launch(&mut self, index: usize) -> usize {
+        let log4j = self.dir.path().join("log4j2.properties");
+        let classpath = self.classpath();
+        let node = &mut self.nodes[index];
+        assert!(node.child.is_none(), "node {} is already running", node.id);
+        node.starts += 1;
+        let before = started_lines(&node.server_log());
+        let mut log = open_log(&node.java_log());
+        let _ = writeln!(
+            log,
+            "==== e2e: node {} start #{} ====",
+            node.id, node.starts
+        );
+        let stderr = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot share the node's log: {e}"));
+        let heap = std::env::var("INBOX_KAFKA_HEAP")
+            .ok()
+            .filter(|heap| !heap.trim().is_empty())
+            .unwrap_or_else(|| "-Xms256m -Xmx512m".to_owned());
+        let mut logs_dir = OsString::from("-Dkafka.logs.dir=");
+        logs_dir.push(&node.dir);
+        let mut log4j_config = OsString::from("-Dlog4j2.configurationFile=");
+        log4j_config.push(&log4j);
+        let child = Command::new("java")
+            .args(heap.split_whitespace())
+            .args([
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:+ExitOnOutOfMemoryError",
+                "-Djava.awt.headless=true",
+            ])
+            .arg(log4j_config)
+            .arg(logs_dir)
+            .arg("-cp")
+            .arg(classpath)
+            .arg("kafka.Kafka")
+            .arg(node.dir.join("server.properties"))
+            .current_dir(&node.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run java (Apache Kafka needs Java 17 or later on PATH): {e}")
+            });
+        node.child = Some(child);
+        before
+    }
+
+    /// Waits until each `(index, before)` node logged that it serves more than `before` times and
+    /// accepts connections.
+    async fn wait_serving(&mut self, mut waiting: Vec<(usize, usize)>) {
+        let deadline = tokio::time::Instant::now() + BROKER_STARTUP;
+        loop {
+            let mut still = Vec::new();
+            for (index, before) in waiting {
+                let node = &mut self.nodes[index];
+                if let Some(child) = node.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    node.child = None;
+                    panic!(
+                        "Kafka node {} exited at start ({status}); {}:\n{}\n{}:\n{}",
+                        node.id,
+                        node.java_log().display(),
+                        tail(&node.java_log(), 20),
+                        node.server_log().display(),
+                        tail(&node.server_log(), TAIL_LINES)
+                    );
+                }
+                let addr = SocketAddr::from(([127, 0, 0, 1], node.port));
+                let serving = started_lines(&node.server_log()) > before
+                    && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+                if !serving {
+                    still.push((index, before));
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let logs: Vec<String> = waiting
+                    .iter()
+                    .map(|&(index, _)| {
+                        let node = &self.nodes[index];
+                        format!(
+                            "node {} ({}):\n{}",
+                            node.id,
+                            node.server_log().display(),
+                            tail(&node.server_log(), TAIL_LINES)
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "Kafka nodes did not serve within {BROKER_STARTUP:?}; {}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.kill9();
         if std::thread::panicking() {
             self.dir.disable_cleanup(true);
-            eprintln!(
-                "---- e2e: tail of the broker's log ({}, kept) ----\n{}\n---- end of the broker's log ----",
-                self.log_path().display(),
-                tail(&self.log_path(), 30)
-            );
+            for node in &self.nodes {
+                eprintln!(
+                    "---- e2e: tail of Kafka node {}'s log ({}, kept) ----\n{}\n---- end of the \
+                     node's log ----",
+                    node.id,
+                    node.server_log().display(),
+                    tail(&node.server_log(), 30)
+                );
+            }
         }
     }
 }
@@ -1219,29 +1598,4 @@ pub async fn read_topic(brokers: &str, topic: &str, count: usize) -> Vec<TopicRe
             }
         })
         .collect()
-}
-
-/// A member that joins `group` on `topic`, waits for its assignment and leaves again without
-/// reading or committing anything (the independent client): the group rebalances twice.
-///
-/// Works around another bug of Tansu 0.6.0's group coordinator: when a member of a group of two
-/// dies, the survivor is told to rejoin once the dead one's session expired, but gets back only
-/// the partitions it had, and the dead member's partitions are never consumed again. A member
-/// coming and going makes the coordinator compute the assignment afresh, as Kafka would have.
-pub async fn join_and_leave(brokers: &str, topic: &str, group: &str) {
-    python_client(
-        vec![
-            "join".into(),
-            "--brokers".into(),
-            brokers.to_owned(),
-            "--topic".into(),
-            topic.to_owned(),
-            "--group".into(),
-            group.to_owned(),
-            "--timeout".into(),
-            "60".into(),
-        ],
-        String::new(),
-    )
-    .await;
 }
