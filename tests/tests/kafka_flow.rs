@@ -526,3 +526,83 @@ async fn reply_while_connectors_down_is_delivered_once() {
     );
     assert_eq!(receiver.requests().len(), 2);
 }
+
+/// Runs `inbox migrate` on an embedded store with this Kafka section; returns its stderr.
+async fn migrate(dir: &std::path::Path, kafka_section: &str) -> String {
+    let bin = std::env::var(inbox_e2e::kafka::BIN_ENV).expect("INBOX_BIN names the inbox binary");
+    let config = dir.join("inbox.toml");
+    std::fs::write(&config, format!("[kafka]\n{kafka_section}")).unwrap();
+    let mut command = std::process::Command::new(bin);
+    command
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .env("INBOX_DATA_DIR", dir.join("data"))
+        .env_remove("INBOX_DATABASE_URL")
+        .env_remove("INBOX_KAFKA_BROKERS");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "inbox migrate failed: {stderr}");
+    stderr
+}
+
+/// The topics as the cluster has them, read with the independent client.
+async fn describe_topics(brokers: &str) -> Vec<Value> {
+    let topics = "inbox.inbound,inbox.outbound,inbox.events,inbox.dead-letter";
+    python_client(
+        vec![
+            "describe".into(),
+            "--brokers".into(),
+            brokers.into(),
+            "--topic".into(),
+            topics.into(),
+        ],
+        String::new(),
+    )
+    .await
+    .lines()
+    .map(|line| serde_json::from_str(line).unwrap())
+    .collect()
+}
+
+/// `inbox migrate` creates the four topics with the configured partitions, replication factor
+/// and `min.insync.replicas` (the brokers' auto-creation is off), leaves existing topics alone,
+/// and names each difference between them and the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_creates_the_topics_and_reports_mismatches() {
+    let broker = Broker::cluster(3).await;
+    let brokers = broker.brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |partitions: u32| {
+        format!(
+            "brokers = \"{brokers}\"\npartitions = {partitions}\nreplication_factor = 3\n\
+             min_insync_replicas = 2\n"
+        )
+    };
+    let stderr = migrate(dir.path(), &settings(4)).await;
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    let topics = describe_topics(&brokers).await;
+    assert_eq!(topics.len(), 4, "{topics:?}");
+    for topic in &topics {
+        assert_eq!(topic["partitions"], 4, "{topic}");
+        assert_eq!(topic["replication_factor"], 3, "{topic}");
+        assert_eq!(topic["min_insync_replicas"], 2, "{topic}");
+    }
+
+    // Asked for more partitions later: nothing changes, and each topic's difference is named.
+    let stderr = migrate(dir.path(), &settings(6)).await;
+    for name in [
+        "inbox.inbound",
+        "inbox.outbound",
+        "inbox.events",
+        "inbox.dead-letter",
+    ] {
+        let expected =
+            format!("warning: topic {name} has partitions = 4, but kafka.partitions is 6");
+        assert!(stderr.contains(&expected), "{expected} in:\n{stderr}");
+    }
+    assert_eq!(describe_topics(&brokers).await, topics);
+}
