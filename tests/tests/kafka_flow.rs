@@ -24,7 +24,7 @@ use inbox_core::envelope::DeliveryStatus;
 use inbox_core::ids::MessageId;
 use inbox_e2e::kafka::{
     Broker, Deployment, OnUnavailable, PARTITIONS, SESSION_TIMEOUT, Service, Workload,
-    partition_assignments, python_client, read_topic, send,
+    committed_offsets, partition_assignments, python_client, read_topic, send,
 };
 use inbox_e2e::{Behaviour, Receiver, json_of, str_of, wait_for, wait_until, webhook_message};
 use serde_json::{Value, json};
@@ -140,15 +140,44 @@ async fn core_killed_three_times() {
         CONCURRENCY,
         OnUnavailable::Fail,
     );
+    let mut replayed = 0;
     for threshold in [1_500, 4_000, 7_000] {
         deployment.wait_for_total(threshold, INGEST).await;
         core.kill9();
+        // Both final now: the dead core can neither store nor commit any more.
         let at = deployment.message_total().await;
+        let committed: i64 = committed_offsets(&deployment.brokers, "inbox.inbound", "inbox-core")
+            .await
+            .iter()
+            .filter_map(|(_, committed, _)| *committed)
+            .sum();
+        // The kill fell mid-ingest, between a store and its offset commit: records were stored
+        // whose offsets were not committed (each partition's stored records are a prefix of it).
+        assert!(at < TOTAL, "killed at {at} stored, before the end");
+        let uncommitted = at - committed;
+        assert!(
+            uncommitted > 0,
+            "killed with {at} stored and {committed} committed: nothing was stored but uncommitted"
+        );
         // Restarted at once: the new member joins while the dead one is still in the group, and
-        // the coordinator rebalances once the dead member's session expired.
+        // the coordinator rebalances once the dead member's session expired. It re-reads exactly
+        // the stored-but-uncommitted records and recognises each as a duplicate.
         core.start().await;
+        wait_until(
+            STEP,
+            &format!("the restarted core to recognise {uncommitted} re-read records"),
+            async || core.metric(DUPLICATE).await >= uncommitted as f64,
+        )
+        .await;
+        assert_eq!(
+            core.metric(DUPLICATE).await,
+            uncommitted as f64,
+            "duplicates recognised after the kill at {at} stored, {committed} committed"
+        );
+        replayed += uncommitted;
         eprintln!(
-            "e2e: core killed with {at} stored (threshold {threshold}), restarted after {:?}",
+            "e2e: core killed with {at} stored, {committed} committed (threshold {threshold}); \
+             the restarted core recognised {uncommitted} duplicates, {:?} in",
             started.elapsed()
         );
     }
@@ -162,9 +191,8 @@ async fn core_killed_three_times() {
     // And the last core caught up with its commits: a further restart would replay nothing.
     deployment.wait_for_offsets_committed(STEP).await;
     eprintln!(
-        "e2e: {TOTAL} messages stored in {stored_in:?} across three kill -9 of the core; the \
-         last core counted {} replayed duplicates",
-        core.metric(DUPLICATE).await
+        "e2e: {TOTAL} messages stored in {stored_in:?} across three kill -9 of the core; \
+         {replayed} re-read records recognised as duplicates"
     );
 }
 
