@@ -146,6 +146,28 @@ impl Config {
                 .get_or_insert_with(KafkaConfig::default)
                 .brokers = brokers;
         }
+        // Topic settings for `inbox migrate`, e.g. from a compose file; only with Kafka on.
+        if let Some(kafka) = config.kafka.as_mut() {
+            for (name, setting) in [
+                ("INBOX_KAFKA_PARTITIONS", &mut kafka.partitions),
+                (
+                    "INBOX_KAFKA_REPLICATION_FACTOR",
+                    &mut kafka.replication_factor,
+                ),
+                (
+                    "INBOX_KAFKA_MIN_INSYNC_REPLICAS",
+                    &mut kafka.min_insync_replicas,
+                ),
+            ] {
+                if let Some(value) = env(name).filter(|v| !v.is_empty()) {
+                    *setting = value
+                        .parse()
+                        .ok()
+                        .filter(|n: &i32| *n >= 1)
+                        .with_context(|| format!("{name}: `{value}` is not a positive number"))?;
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -254,6 +276,28 @@ mod tests {
             format!("{error:#}").contains("INBOX_WEB_TRUSTED_PROXIES"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn kafka_topic_settings_come_from_the_environment() {
+        let env = |name: &str| match name {
+            "INBOX_KAFKA_BROKERS" => Some("k1:9092,k2:9092".to_owned()),
+            "INBOX_KAFKA_REPLICATION_FACTOR" => Some("3".to_owned()),
+            "INBOX_KAFKA_MIN_INSYNC_REPLICAS" => Some("2".to_owned()),
+            _ => None,
+        };
+        let kafka = Config::load(None, env).unwrap().kafka.unwrap();
+        assert_eq!(
+            (kafka.replication_factor, kafka.min_insync_replicas),
+            (3, 2)
+        );
+        assert_eq!(kafka.partitions, KafkaConfig::default().partitions);
+        let bad = |name: &str| match name {
+            "INBOX_KAFKA_BROKERS" => Some("k1:9092".to_owned()),
+            "INBOX_KAFKA_PARTITIONS" => Some("0".to_owned()),
+            _ => None,
+        };
+        assert!(Config::load(None, bad).is_err());
     }
 
     #[test]

@@ -729,6 +729,12 @@ impl Deployment {
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
         let config = dir.path().join("inbox.toml");
         let brokers = broker.brokers();
+        // On three nodes the topics are what production runs: one node may fail.
+        let (replication_factor, min_insync_replicas) = if broker.node_ids().len() >= 3 {
+            (3, 2)
+        } else {
+            (1, 1)
+        };
         std::fs::write(
             &config,
             format!(
@@ -738,6 +744,8 @@ impl Deployment {
                  [kafka]\n\
                  brokers = \"{brokers}\"\n\
                  partitions = {PARTITIONS}\n\
+                 replication_factor = {replication_factor}\n\
+                 min_insync_replicas = {min_insync_replicas}\n\
                  \n\
                  [delivery]\n\
                  max_attempts = 3\n\

@@ -632,5 +632,67 @@ async fn migrate_creates_the_topics_and_reports_mismatches() {
             format!("warning: topic {name} has partitions = 4, but kafka.partitions is 6");
         assert!(stderr.contains(&expected), "{expected} in:\n{stderr}");
     }
-    assert_eq!(describe_topics(&brokers).await, topics);
+    let settings_of = |topics: &[Value]| -> Vec<(Value, Value, Value)> {
+        topics
+            .iter()
+            .map(|t| {
+                (
+                    t["partitions"].clone(),
+                    t["replication_factor"].clone(),
+                    t["min_insync_replicas"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        settings_of(&describe_topics(&brokers).await),
+        settings_of(&topics)
+    );
+}
+
+/// On three nodes (replication factor 3, `min.insync.replicas` 2, producers with `acks=all` and
+/// idempotence), the node leading most inbound partitions is killed with `kill -9` mid-ingest
+/// and restarted later: every webhook is accepted at its first attempt, nothing is lost or stored
+/// twice, and no service is restarted by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_killed_on_three_nodes_loses_nothing() {
+    let mut broker = Broker::cluster(3).await;
+    let receiver = Receiver::spawn(Behaviour::Accept).await;
+    let deployment = Deployment::setup(&broker, &receiver.url).await;
+    let workload = Workload::new(&deployment.channel, CUSTOMERS, PER_CUSTOMER);
+    let mut connectors = Service::spawn("connectors", &deployment).await;
+    let mut core = Service::spawn("core", &deployment).await;
+    let sending = send(
+        &hook_url(&connectors, &deployment),
+        workload.items.clone(),
+        CONCURRENCY,
+        OnUnavailable::Fail,
+    );
+    deployment.wait_for_total(2_000, INGEST).await;
+    let inbound = describe_topics(&deployment.brokers)
+        .await
+        .into_iter()
+        .find(|t| t["topic"] == "inbox.inbound")
+        .unwrap();
+    let mut led: HashMap<u32, usize> = HashMap::new();
+    for leader in inbound["leaders"].as_array().unwrap() {
+        *led.entry(u32::try_from(leader.as_i64().unwrap()).unwrap())
+            .or_default() += 1;
+    }
+    let (&leader, &partitions) = led.iter().max_by_key(|(_, n)| **n).unwrap();
+    broker.kill9_node(leader);
+    let at = deployment.message_total().await;
+    eprintln!(
+        "e2e: node {leader} (leader of {partitions} inbound partitions) killed at {at} stored"
+    );
+    // The other two keep the cluster going: ingest goes on without the dead node.
+    deployment.wait_for_total(at + 2_000, INGEST).await;
+    broker.restart_node(leader).await;
+    deployment.wait_for_total(TOTAL, INGEST).await;
+    let report = sending.finish(INGEST).await;
+    assert_eq!(report.accepted, workload.len(), "every webhook got 202");
+    assert_eq!(report.retried, 0, "no webhook was refused");
+    deployment.assert_exactly_once(&workload).await;
+    assert!(connectors.is_running(), "the connectors survived");
+    assert!(core.is_running(), "the core survived");
 }
