@@ -1436,6 +1436,10 @@ async fn post_until_accepted(
         let unavailable = match sent {
             Ok(response) if response.status() == StatusCode::ACCEPTED => return Ok(()),
             Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                // A refusal must tell the sender when to come back.
+                if !response.headers().contains_key("retry-after") {
+                    return Err(format!("{}: 503 without Retry-After", item.external_id));
+                }
                 format!("{} answered 503", item.external_id)
             }
             Ok(response) => {
