@@ -14,6 +14,7 @@ use inbox_connectors::{ChannelDirectory, Registry, SourceContext};
 use inbox_core::bus::Bus;
 use inbox_core::bus::kafka::KafkaBus;
 use inbox_core::bus::local::LocalBus;
+use inbox_core::event_relay::EventRelay;
 use inbox_core::relay::OutboxRelay;
 use inbox_core::store::Store;
 use inbox_core::timers::SnoozeWaker;
@@ -237,7 +238,6 @@ impl Application {
             background.push(tokio::spawn(
                 SnoozeWaker {
                     store: store.clone(),
-                    bus: bus.clone(),
                 }
                 .run(shutdown.clone()),
             ));
@@ -248,6 +248,15 @@ impl Application {
                     wake: outbox_ready.clone(),
                 }
                 .run(shutdown.clone()),
+            ));
+            // Stops with the core; what it had no time for stays in the event outbox for the
+            // next start.
+            workers.push(tokio::spawn(
+                EventRelay {
+                    store: store.clone(),
+                    bus: bus.clone(),
+                }
+                .run(core_stop.clone()),
             ));
         }
 

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::envelope::{
-    AttachmentRef, Body, DeliveryStatus, DomainEvent, DomainEventKind, OutboundMessage, Party,
-    SCHEMA_VERSION, ThreadHints,
+    AttachmentRef, Body, DeliveryStatus, DomainEvent, OutboundMessage, Party, SCHEMA_VERSION,
+    ThreadHints,
 };
 use crate::ids::{ConversationId, MessageId};
 use crate::ingest::preview;
@@ -29,6 +29,7 @@ pub struct Posted {
     pub message: Message,
     /// For a reply: what the outbox relay will hand to the bus.
     pub outbound: Option<OutboundMessage>,
+    /// What the change wrote to the event outbox (the event relay publishes it).
     pub domain_events: Vec<DomainEvent>,
 }
 
@@ -146,42 +147,36 @@ pub async fn post_message(
         Some(outbound)
     };
     tx.update_conversation_by_agent(&conversation).await?;
-    tx.insert_events(&[NewEvent {
-        conversation_id,
-        kind: if private {
-            EventKind::Noted
-        } else {
-            EventKind::Replied
-        },
-        actor: Actor::Agent(agent.id),
-        message_id: Some(id),
-        data: serde_json::json!({}),
-        at,
-    }])
-    .await?;
+    let domain_events = tx
+        .insert_events(&[NewEvent {
+            conversation_id,
+            kind: if private {
+                EventKind::Noted
+            } else {
+                EventKind::Replied
+            },
+            actor: Actor::Agent(agent.id),
+            contact_id: Some(conversation.contact_id),
+            message_id: Some(id),
+            data: serde_json::json!({}),
+            at,
+        }])
+        .await?;
     tx.commit().await?;
 
     let message = store
         .message(id)
         .await?
         .ok_or(StoreError::NotFound("message"))?;
-    let kind = if private {
-        DomainEventKind::NoteAdded
-    } else {
-        DomainEventKind::MessageSent
-    };
     Ok(Posted {
         message,
         outbound,
-        domain_events: vec![DomainEvent {
-            message_id: Some(id),
-            contact_id: Some(conversation.contact_id),
-            ..DomainEvent::new(kind, conversation_id, now)
-        }],
+        domain_events,
     })
 }
 
-/// Applies an agent's change of status, assignee or labels; returns the events to publish.
+/// Applies an agent's change of status, assignee or labels; returns the events it wrote to the
+/// event outbox (none when nothing changed).
 pub async fn update_conversation(
     store: &Store,
     conversation_id: ConversationId,
@@ -198,10 +193,12 @@ pub async fn update_conversation(
         .ok_or(StoreError::NotFound("conversation"))?;
     let actor = Actor::Agent(agent.id);
     let mut events = Vec::new();
+    let contact_id = Some(conversation.contact_id);
     let event = |kind: EventKind, data: serde_json::Value| NewEvent {
         conversation_id,
         kind,
         actor,
+        contact_id,
         message_id: None,
         data,
         at,
@@ -280,13 +277,9 @@ pub async fn update_conversation(
         return Ok(Vec::new());
     }
     tx.update_conversation_by_agent(&conversation).await?;
-    tx.insert_events(&events).await?;
+    let written = tx.insert_events(&events).await?;
     tx.commit().await?;
-    Ok(vec![DomainEvent::new(
-        DomainEventKind::ConversationUpdated,
-        conversation_id,
-        now,
-    )])
+    Ok(written)
 }
 
 /// Labels are trimmed, lower-cased, de-duplicated and sorted.
@@ -320,7 +313,7 @@ fn normalize_labels(labels: &[String]) -> StoreResult<Vec<String>> {
 }
 
 /// Snoozed conversations whose time has come are open again (one event each, actor system).
-/// Returns the events to publish.
+/// Returns the events written to the event outbox.
 pub async fn wake_snoozed(store: &Store) -> StoreResult<Vec<DomainEvent>> {
     let now = Utc::now();
     let at = to_millis(now);
@@ -330,7 +323,6 @@ pub async fn wake_snoozed(store: &Store) -> StoreResult<Vec<DomainEvent>> {
         return Ok(Vec::new());
     }
     let mut events = Vec::with_capacity(due.len());
-    let mut domain = Vec::with_capacity(due.len());
     for mut conversation in tx.conversations_by_ids(&due).await? {
         if conversation.status() != ConversationStatus::Snoozed {
             continue;
@@ -342,19 +334,15 @@ pub async fn wake_snoozed(store: &Store) -> StoreResult<Vec<DomainEvent>> {
             conversation_id: conversation.id,
             kind: EventKind::StatusChanged,
             actor: Actor::System,
+            contact_id: Some(conversation.contact_id),
             message_id: None,
             data: serde_json::json!({"from": "snoozed", "to": "open", "why": "snooze ended"}),
             at,
         });
-        domain.push(DomainEvent::new(
-            DomainEventKind::ConversationUpdated,
-            conversation.id,
-            now,
-        ));
     }
-    tx.insert_events(&events).await?;
+    let written = tx.insert_events(&events).await?;
     tx.commit().await?;
-    Ok(domain)
+    Ok(written)
 }
 
 /// The advisory-lock key of an identity, as the ingest funnel takes it: a merge or unmerge
@@ -384,20 +372,6 @@ fn fill_field(
         });
         *kept = Some(value.to_owned());
     }
-}
-
-/// What open views must refresh after a merge or its undo: each conversation that changed
-/// customer.
-pub fn merge_events(record: &crate::store::ContactMerge) -> Vec<DomainEvent> {
-    record
-        .moved_conversations
-        .iter()
-        .map(|id| {
-            let mut event = DomainEvent::new(DomainEventKind::ConversationUpdated, *id, Utc::now());
-            event.contact_id = Some(record.kept_id);
-            event
-        })
-        .collect()
 }
 
 /// Merges contact `absorb` into `keep` (DESIGN §5 Identity): the absorbed contact's identities,
@@ -488,6 +462,7 @@ pub async fn merge_contacts(
         &merge.moved_conversations,
         "merged",
         agent.id,
+        keep,
         &serde_json::json!({
             "merge_id": merge.id,
             "kept": keep,
@@ -579,6 +554,7 @@ pub async fn unmerge_contacts(
         &back,
         "unmerged",
         agent.id,
+        merge.absorbed_id,
         &serde_json::json!({
             "merge_id": merge.id,
             "kept": merge.kept_id,

@@ -350,10 +350,14 @@ impl OutboundMessage {
     }
 }
 
-/// What happened, published after each commit (`inbox.events`, key = conversation id); drives live views.
+/// What changed in a conversation: one per row of the conversation log, written to the event
+/// outbox in the transaction of the change and relayed to `inbox.events` (key = conversation id)
+/// at least once, so the topic is the complete change stream. Live views follow it too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainEvent {
     pub schema_version: u32,
+    /// The event's id, the conversation-log row's id when it records one: consumers drop a
+    /// re-delivered event by it.
     pub id: Uuid,
     pub kind: DomainEventKind,
     pub conversation_id: ConversationId,
@@ -362,6 +366,23 @@ pub struct DomainEvent {
     #[serde(default)]
     pub contact_id: Option<ContactId>,
     pub at: DateTime<Utc>,
+    /// Position in the change stream, increasing in commit order within a conversation; set by
+    /// the relay. Sorting one conversation's events by it gives the order of its changes even
+    /// after a re-delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// The conversation-log kind (`opened`, `assigned`, `replied`, …, or `read`), finer than `kind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    /// Who made the change: `contact`, `agent` or `system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_kind: Option<String>,
+    /// The contact's or agent's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
+    /// The change's details as in the conversation log (`{"from":"open","to":"resolved"}`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl DomainEvent {
@@ -374,6 +395,11 @@ impl DomainEvent {
             message_id: None,
             contact_id: None,
             at,
+            seq: None,
+            change: None,
+            actor_kind: None,
+            actor_id: None,
+            data: None,
         }
     }
 

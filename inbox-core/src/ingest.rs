@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::envelope::{
-    Automated, ChannelKind, DeliveryReport, DeliveryStatus, DomainEvent, DomainEventKind,
-    InboundEvent, InboundMessage,
+    Automated, ChannelKind, DeliveryReport, DeliveryStatus, DomainEvent, InboundEvent,
+    InboundMessage,
 };
 use crate::identity::{EmailAddress, channel_identity, email_identity};
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
@@ -91,7 +91,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestReport {
     pub outcomes: Vec<Outcome>,
-    /// To publish once the transaction is committed.
+    /// What the batch wrote to the event outbox (the event relay publishes it).
     pub domain_events: Vec<DomainEvent>,
 }
 
@@ -225,24 +225,13 @@ impl<'a> Batch<'a> {
                 ..report.clone()
             };
             if tx.apply_delivery(report).await? {
-                domain_events.push(delivery_event(report));
                 self.outcomes[index] = Some(Outcome::DeliveryRecorded {
                     message_id: report.message_id,
                 });
-                tx.insert_events(&[NewEvent {
-                    conversation_id: report.conversation_id,
-                    kind: EventKind::DeliveryUpdated,
-                    actor: Actor::System,
-                    message_id: Some(report.message_id),
-                    data: serde_json::json!({
-                        "status": report.status.as_str(),
-                        "error": report.error,
-                        "attempts": report.attempts,
-                        "external_id_conflict": conflict,
-                    }),
-                    at: to_millis(report.at),
-                }])
-                .await?;
+                domain_events.extend(
+                    tx.insert_events(&[delivery_log_row(report, conflict)])
+                        .await?,
+                );
             } else {
                 let error = format!("delivery report for unknown message {}", report.message_id);
                 self.dead_letter(
@@ -504,18 +493,10 @@ impl<'a> Batch<'a> {
                     conversation_id,
                     kind: EventKind::Opened,
                     actor,
+                    contact_id: Some(contact),
                     message_id: Some(m.id),
                     data: serde_json::json!({}),
                     at: c.sent_at,
-                });
-                domain_events.push(DomainEvent {
-                    contact_id: Some(contact),
-                    message_id: Some(m.id),
-                    ..DomainEvent::new(
-                        DomainEventKind::ConversationOpened,
-                        conversation_id,
-                        Utc::now(),
-                    )
                 });
                 latest.insert((contact, m.channel_id), conversation_id);
                 if let Some(key) = &c.subject_key {
@@ -555,20 +536,11 @@ impl<'a> Batch<'a> {
                     conversation_id,
                     kind,
                     actor,
+                    contact_id: Some(contact),
                     message_id: Some(m.id),
                     data: serde_json::json!({"from": previous.as_str(), "to": "open"}),
                     at: c.sent_at,
                 });
-                if previous == ConversationStatus::Resolved {
-                    domain_events.push(DomainEvent {
-                        contact_id: Some(contact),
-                        ..DomainEvent::new(
-                            DomainEventKind::ConversationReopened,
-                            conversation_id,
-                            Utc::now(),
-                        )
-                    });
-                }
                 conversation.set_status(ConversationStatus::Open);
                 conversation.resolved_at = None;
                 conversation.snoozed_until = None;
@@ -593,18 +565,10 @@ impl<'a> Batch<'a> {
                 conversation_id,
                 kind: EventKind::MessageReceived,
                 actor,
+                contact_id: Some(contact),
                 message_id: Some(m.id),
                 data: serde_json::json!({"thread_reason": reason.as_str()}),
                 at: c.sent_at,
-            });
-            domain_events.push(DomainEvent {
-                contact_id: Some(contact),
-                message_id: Some(m.id),
-                ..DomainEvent::new(
-                    DomainEventKind::MessageReceived,
-                    conversation_id,
-                    Utc::now(),
-                )
             });
             known.entry(key).or_default().inbound = Some((m.id, conversation_id));
             self.outcomes[c.index] = Some(Outcome::Stored {
@@ -645,7 +609,7 @@ impl<'a> Batch<'a> {
         tx.insert_identities(&new_identities).await?;
         tx.upsert_conversations(&touched_states).await?;
         tx.insert_messages(&rows).await?;
-        tx.insert_events(&events).await?;
+        domain_events.extend(tx.insert_events(&events).await?);
         for (message_id, conversation_id, channel_id, error) in bounced {
             let report = DeliveryReport {
                 message_id,
@@ -658,21 +622,28 @@ impl<'a> Batch<'a> {
                 at: Utc::now(),
             };
             if tx.apply_delivery(&report).await? {
-                domain_events.push(delivery_event(&report));
+                domain_events.extend(tx.insert_events(&[delivery_log_row(&report, None)]).await?);
             }
         }
         Ok(())
     }
 }
 
-fn delivery_event(report: &DeliveryReport) -> DomainEvent {
-    DomainEvent {
+/// The conversation-log row of a recorded delivery (a receiver's report, or a bounce).
+fn delivery_log_row(report: &DeliveryReport, conflict: Option<serde_json::Value>) -> NewEvent {
+    NewEvent {
+        conversation_id: report.conversation_id,
+        kind: EventKind::DeliveryUpdated,
+        actor: Actor::System,
+        contact_id: None,
         message_id: Some(report.message_id),
-        ..DomainEvent::new(
-            DomainEventKind::DeliveryUpdated,
-            report.conversation_id,
-            Utc::now(),
-        )
+        data: serde_json::json!({
+            "status": report.status.as_str(),
+            "error": report.error,
+            "attempts": report.attempts,
+            "external_id_conflict": conflict,
+        }),
+        at: to_millis(report.at),
     }
 }
 

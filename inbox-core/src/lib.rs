@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod bus;
 pub mod envelope;
+pub mod event_relay;
 pub mod file_name;
 pub mod identity;
 pub mod ids;

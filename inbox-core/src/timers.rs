@@ -1,12 +1,10 @@
 //! Time-driven changes: snoozed conversations open again when their time comes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::wake_snoozed;
-use crate::bus::Bus;
 use crate::store::Store;
 
 /// How often due snoozes are looked for.
@@ -15,7 +13,6 @@ const EVERY: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct SnoozeWaker {
     pub store: Store,
-    pub bus: Arc<dyn Bus>,
 }
 
 impl SnoozeWaker {
@@ -24,9 +21,6 @@ impl SnoozeWaker {
             match wake_snoozed(&self.store).await {
                 Ok(events) if !events.is_empty() => {
                     tracing::info!(conversations = events.len(), "Snoozes ended.");
-                    if let Err(error) = self.bus.publish_domain(&events).await {
-                        tracing::warn!(%error, "Domain events not published.");
-                    }
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "Snoozes not checked; retrying."),

@@ -78,9 +78,6 @@ impl IngestWorker {
                             tracing::warn!(error = %e, "Dead letter not published on the bus; it is in the store.");
                         }
                     }
-                    if let Err(error) = self.bus.publish_domain(&report.domain_events).await {
-                        tracing::warn!(%error, "Domain events not published.");
-                    }
                     return Ok(());
                 }
                 Err(error) if attempt < self.settings.max_attempts => {

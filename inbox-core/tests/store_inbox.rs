@@ -588,12 +588,17 @@ contract!(list_filters_text_label_unread, |store| async move {
         list(&store, unread.clone()).await,
         [ids[3], ids[2], ids[1], ids[0]]
     );
-    assert!(store.mark_read(ids[2]).await.unwrap());
+    assert!(store.mark_read(ids[2], agent.id).await.unwrap());
     assert!(
-        !store.mark_read(ids[2]).await.unwrap(),
+        !store.mark_read(ids[2], agent.id).await.unwrap(),
         "nothing left unread"
     );
-    assert!(!store.mark_read(ConversationId::new()).await.unwrap());
+    assert!(
+        !store
+            .mark_read(ConversationId::new(), agent.id)
+            .await
+            .unwrap()
+    );
     assert_eq!(conversation(&store, ids[2]).await.unread_count, 0);
     assert_eq!(list(&store, unread.clone()).await, [ids[3], ids[1], ids[0]]);
     let again = sent(
@@ -718,8 +723,8 @@ contract!(tab_counts, |store| async move {
     set_status(&store, ids[3], &me, ConversationStatus::Resolved).await;
     set_status(&store, ids[4], &me, ConversationStatus::Pending).await;
     set_status(&store, ids[5], &me, ConversationStatus::Resolved).await;
-    store.mark_read(ids[0]).await.unwrap();
-    store.mark_read(ids[6]).await.unwrap();
+    store.mark_read(ids[0], me.id).await.unwrap();
+    store.mark_read(ids[6], me.id).await.unwrap();
 
     let counts = store.conversation_counts(me.id).await.unwrap();
     // Open: 0, 1 (mine), 2 (colleague's), 6, 7 (unassigned).

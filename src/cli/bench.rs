@@ -71,6 +71,14 @@ pub struct IngestArgs {
     /// Inbound partitions (core workers); default: 1 on SQLite, the number of CPUs on PostgreSQL.
     #[arg(long)]
     partitions: Option<usize>,
+    /// With --bus kafka, the open-loop rate (msg/s) of the live-visibility scenario: the whole
+    /// product fed at this rate, each message timed until an agent's SSE stream announces it.
+    /// 0 leaves the scenario out.
+    #[arg(long, default_value_t = 1000)]
+    live_rate: u32,
+    /// How long the live-visibility scenario publishes, in seconds.
+    #[arg(long, default_value_t = 20)]
+    live_seconds: u32,
 }
 
 pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
@@ -122,7 +130,7 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
             .await?
         }
         BusKind::Kafka => {
-            let kafka = kafka_bench_config(config)?;
+            let kafka = kafka_bench_config(config, "funnel")?;
             let result = kafka_bench::run(&kafka, &funnel_target.store, &workload).await?;
             consume_rate = Some(kafka_bench::raw_consume(&kafka, workload.len()).await?);
             result
@@ -168,16 +176,56 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
             100.0 * funnel_rate / consume_rate
         );
     }
+    if args.bus == BusKind::Kafka && args.live_rate > 0 {
+        live(config, &args).await?;
+    }
     Ok(())
 }
 
-/// The configured Kafka with topics and groups of this run only.
-fn kafka_bench_config(config: &Config) -> anyhow::Result<inbox_core::bus::kafka::KafkaConfig> {
+/// The live-visibility scenario (`bench_live`), printed.
+async fn live(config: &Config, args: &IngestArgs) -> anyhow::Result<()> {
+    let messages = (args.live_rate * args.live_seconds) as usize;
+    let live_workload = workload(ChannelId::new(), messages, (messages / 5).max(1));
+    let kafka = kafka_bench_config(config, "live")?;
+    let live =
+        super::bench_live::run(config, kafka, args.store, live_workload, args.live_rate).await?;
+    println!(
+        "  live:       {:>10} msg/s   open loop for {:.1} s, publish → on an agent's SSE stream \
+         (the whole product: funnel, event relay, inbox.events, web)",
+        live.rate,
+        live.duration.as_secs_f64()
+    );
+    println!(
+        "              p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   \
+         ({} of {} seen, {} resyncs, publisher at most {:.1} ms behind schedule)",
+        ms(live.quantile(0.50)),
+        ms(live.quantile(0.90)),
+        ms(live.quantile(0.99)),
+        ms(live.quantile(1.0)),
+        live.seen,
+        live.published,
+        live.resyncs,
+        ms(live.worst_publish_lag)
+    );
+    anyhow::ensure!(
+        live.seen == live.published,
+        "the agent's stream announced {} of {} messages",
+        live.seen,
+        live.published
+    );
+    Ok(())
+}
+
+/// The configured Kafka with topics and groups of this run (and `phase`) only.
+fn kafka_bench_config(
+    config: &Config,
+    phase: &str,
+) -> anyhow::Result<inbox_core::bus::kafka::KafkaConfig> {
     let mut kafka = config
         .kafka
         .clone()
         .context("--bus kafka needs INBOX_KAFKA_BROKERS")?;
-    let run = format!("bench-{}", std::process::id());
+    let run = format!("bench-{}-{phase}", std::process::id());
     kafka.topics.inbound = format!("{run}.inbound");
     kafka.topics.outbound = format!("{run}.outbound");
     kafka.topics.events = format!("{run}.events");
@@ -668,6 +716,7 @@ async fn run_raw_insert(
                         conversation_id: conversation,
                         kind: EventKind::Opened,
                         actor: Actor::Contact(contact),
+                        contact_id: Some(contact),
                         message_id: Some(m.id),
                         data: serde_json::json!({}),
                         at: now,
@@ -697,6 +746,7 @@ async fn run_raw_insert(
                 conversation_id: conversation,
                 kind: EventKind::MessageReceived,
                 actor: Actor::Contact(contact),
+                contact_id: Some(contact),
                 message_id: Some(m.id),
                 data: serde_json::json!({"thread_reason": "latest_conversation"}),
                 at: now,

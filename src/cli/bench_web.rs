@@ -131,14 +131,14 @@ async fn measure(target: &Target, args: &WebArgs) -> anyhow::Result<()> {
 // The database of one run.
 
 /// A data dir (SQLite file, blobs) and, for PostgreSQL, a throwaway database.
-struct Target {
-    config: Config,
+pub(super) struct Target {
+    pub(super) config: Config,
     dir: tempfile::TempDir,
     pg: Option<(String, String)>,
 }
 
 impl Target {
-    async fn create(config: &Config, kind: StoreKind) -> anyhow::Result<Target> {
+    pub(super) async fn create(config: &Config, kind: StoreKind) -> anyhow::Result<Target> {
         let dir = tempfile::Builder::new()
             .prefix("inbox-bench-web-")
             .tempdir()?;
@@ -181,7 +181,7 @@ impl Target {
         })
     }
 
-    async fn finish(self, keep: bool) -> anyhow::Result<()> {
+    pub(super) async fn finish(self, keep: bool) -> anyhow::Result<()> {
         if keep {
             let dir = self.dir.keep();
             match &self.config.database_url {
@@ -294,6 +294,7 @@ async fn seed(store: &Store, args: &WebArgs) -> anyhow::Result<Seeded> {
                 conversation_id: c.id,
                 kind: EventKind::Opened,
                 actor: Actor::Contact(c.contact_id),
+                contact_id: Some(c.contact_id),
                 message_id: None,
                 data: serde_json::json!({}),
                 at: c.created_at,
@@ -303,6 +304,7 @@ async fn seed(store: &Store, args: &WebArgs) -> anyhow::Result<Seeded> {
                     conversation_id: c.id,
                     kind: EventKind::Resolved,
                     actor: Actor::Agent(agent),
+                    contact_id: Some(c.contact_id),
                     message_id: None,
                     data: serde_json::json!({}),
                     at,
@@ -359,12 +361,19 @@ async fn seed(store: &Store, args: &WebArgs) -> anyhow::Result<Seeded> {
 
     // What a live database has after a while: statistics for the planner (PostgreSQL's autovacuum
     // would otherwise run in the middle of the measurement), a checkpointed WAL (SQLite).
+    // The seeded history is not news: its change events are not relayed when the app starts.
     let settle = Instant::now();
     match store {
         Store::Postgres(pool) => {
+            sqlx::raw_sql("DELETE FROM event_outbox")
+                .execute(pool)
+                .await?;
             sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
         }
         Store::Sqlite(pool) => {
+            sqlx::raw_sql("DELETE FROM event_outbox")
+                .execute(pool)
+                .await?;
             sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(pool)
                 .await?;
@@ -683,14 +692,14 @@ async fn deep_cursors(
 // The application under test, on a runtime of its own so the load generator's timers are not
 // delayed by the server's tasks (both share the machine's cores).
 
-struct Server {
-    base: String,
+pub(super) struct Server {
+    pub(super) base: String,
     shutdown: CancellationToken,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Server {
-    async fn start(config: Config) -> anyhow::Result<Server> {
+    pub(super) async fn start(config: Config) -> anyhow::Result<Server> {
         let (ready, started) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("bench-web-server".into())
@@ -739,7 +748,7 @@ impl Server {
         Ok(server)
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.shutdown.cancel();
         let thread = self.thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -1404,7 +1413,7 @@ impl Stats {
 }
 
 /// The `q` quantile of sorted durations (nearest rank); zero when there are none.
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
+pub(super) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -1,6 +1,7 @@
 //! The `inbox` command line: one file per subcommand.
 
 mod bench;
+mod bench_live;
 mod bench_web;
 mod channel;
 mod dead_letter;

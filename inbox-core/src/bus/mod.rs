@@ -34,7 +34,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Hands a reply to the connectors. Resolves once the bus took responsibility for it.
     async fn publish_outbound(&self, message: &OutboundMessage) -> Result<(), BusError>;
 
-    /// Publishes domain events after a commit; best effort (they drive live views only).
+    /// Publishes domain events, in the order given. Called by the event relay, which deletes them
+    /// from the event outbox only once this resolved `Ok`: with Kafka, once the broker acknowledged
+    /// every one of them.
     async fn publish_domain(&self, events: &[DomainEvent]) -> Result<(), BusError>;
 
     /// Every domain event from now on (each subscriber sees every event).

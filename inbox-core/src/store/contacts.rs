@@ -17,11 +17,11 @@ use sqlx::{AssertSqlSafe, FromRow, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use super::{LogRow, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
 use crate::envelope::ChannelKind;
 use crate::identity::channel_identity;
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId};
-use crate::model::{Contact, Identity, from_millis};
+use crate::model::{Actor, Contact, Identity, from_millis};
 
 /// Rows per multi-row statement (bind parameters stay far below both backends' limits).
 const CHUNK: usize = 500;
@@ -495,24 +495,46 @@ impl StoreTx {
         Ok(conversations)
     }
 
-    /// Rows of the conversation log written by an agent, one per conversation.
+    /// Rows of the conversation log written by an agent, one per conversation, whose customer is
+    /// now `contact`; their events go to the event outbox in the same transaction.
     pub(crate) async fn insert_agent_events(
         &mut self,
         conversations: &[ConversationId],
         kind: &str,
         agent: AgentId,
+        contact: ContactId,
         data: &serde_json::Value,
         at: i64,
     ) -> StoreResult<()> {
+        let rows: Vec<(ConversationId, Uuid)> = conversations
+            .iter()
+            .map(|conversation| (*conversation, Uuid::now_v7()))
+            .collect();
+        let stream: Vec<_> = rows
+            .iter()
+            .map(|(conversation, id)| {
+                LogRow {
+                    id: *id,
+                    conversation_id: *conversation,
+                    kind,
+                    actor: Actor::Agent(agent),
+                    contact_id: Some(contact),
+                    message_id: None,
+                    data,
+                    at,
+                }
+                .event()
+            })
+            .collect();
         let data = data.to_string();
-        for chunk in conversations.chunks(CHUNK) {
+        for chunk in rows.chunks(CHUNK) {
             on_tx!(self, conn, Db => {
                 let mut qb = QueryBuilder::<Db>::new(
                     "INSERT INTO conversation_events
                          (id, conversation_id, kind, actor_kind, actor_id, message_id, data, at) ",
                 );
-                qb.push_values(chunk, |mut row, conversation| {
-                    row.push_bind(Uuid::now_v7().to_string())
+                qb.push_values(chunk, |mut row, (conversation, id)| {
+                    row.push_bind(id.to_string())
                         .push_bind(*conversation)
                         .push_bind(kind.to_owned())
                         .push_bind("agent")
@@ -524,7 +546,7 @@ impl StoreTx {
                 qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
             })?;
         }
-        Ok(())
+        self.insert_stream_events(&stream).await
     }
 
     async fn set_identity_contact(

@@ -8,6 +8,7 @@
 mod accounts;
 mod canned;
 mod contacts;
+mod event_outbox;
 mod postgres;
 mod queries;
 mod search;
@@ -23,6 +24,8 @@ pub use accounts::{
 };
 pub use canned::{CannedReply, CannedReplyId, CannedReplyInput};
 pub use contacts::{ContactMerge, FilledField, MergeId};
+pub use event_outbox::EventWakeup;
+pub(crate) use event_outbox::LogRow;
 pub use queries::{
     ConversationFilter, ConversationPage, ConversationPatch, ConversationState, KnownExternalId,
     MessagePage, NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,
@@ -190,25 +193,46 @@ impl Store {
     }
 }
 
-/// The right to relay the outbox: a session advisory lock on PostgreSQL, held as long as its
+/// The right to relay an outbox: a session advisory lock on PostgreSQL, held as long as its
 /// connection lives; SQLite has one process by construction.
 #[derive(Debug)]
 pub struct RelayLease {
     connection: Option<sqlx::pool::PoolConnection<Postgres>>,
 }
 
-/// Advisory lock key of the outbox relay ("inbox:relay").
-const RELAY_LOCK: i64 = 0x696e_626f_783a_7265;
+/// Which outbox a relay lease is for; one relay of each runs at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Replies to the `inbox.outbound` topic.
+    Replies,
+    /// Domain events to the `inbox.events` topic.
+    Events,
+}
+
+impl Relay {
+    /// Advisory lock key ("inbox:re", "inbox:ev").
+    fn lock_key(self) -> i64 {
+        match self {
+            Relay::Replies => 0x696e_626f_783a_7265,
+            Relay::Events => 0x696e_626f_783a_6576,
+        }
+    }
+}
 
 impl Store {
-    /// Takes the relay lease if no other process holds it.
+    /// Takes the reply relay's lease if no other process holds it.
     pub async fn try_relay_lease(&self) -> StoreResult<Option<RelayLease>> {
+        self.try_lease(Relay::Replies).await
+    }
+
+    /// Takes a relay's lease if no other process holds it.
+    pub async fn try_lease(&self, relay: Relay) -> StoreResult<Option<RelayLease>> {
         match self {
             Store::Sqlite(_) => Ok(Some(RelayLease { connection: None })),
             Store::Postgres(pool) => {
                 let mut connection = pool.acquire().await?;
                 let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(RELAY_LOCK)
+                    .bind(relay.lock_key())
                     .fetch_one(&mut *connection)
                     .await?;
                 // Not locked: the connection goes back to the pool without the lock.
@@ -248,6 +272,7 @@ impl StoreTx {
             StoreTx::Sqlite(tx) => tx.commit().await?,
             StoreTx::Postgres(tx) => tx.commit().await?,
         }
+        event_outbox::committed();
         Ok(())
     }
 

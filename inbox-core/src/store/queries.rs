@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, FromRow, QueryBuilder};
 use utoipa::ToSchema;
 
 use super::search::{LabelFilter, TextFilter};
-use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
-use crate::envelope::{ChannelKind, DeliveryReport, DeliveryStatus, OutboundMessage};
+use super::{LogRow, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use crate::envelope::{ChannelKind, DeliveryReport, DeliveryStatus, DomainEvent, OutboundMessage};
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
 use crate::model::{
     Actor, Agent, Channel, Contact, Conversation, ConversationEvent, ConversationStatus,
@@ -282,6 +282,8 @@ pub struct NewEvent {
     pub conversation_id: ConversationId,
     pub kind: EventKind,
     pub actor: Actor,
+    /// The conversation's customer, told to the event stream (a contact actor is one already).
+    pub contact_id: Option<ContactId>,
     pub message_id: Option<MessageId>,
     pub data: serde_json::Value,
     pub at: i64,
@@ -1293,15 +1295,18 @@ impl StoreTx {
         Ok(inserted)
     }
 
-    pub async fn insert_events(&mut self, events: &[NewEvent]) -> StoreResult<()> {
-        for chunk in events.chunks(CHUNK) {
+    /// Appends rows to the conversation log and, in the same transaction, their events to the
+    /// event outbox; returns those events.
+    pub async fn insert_events(&mut self, events: &[NewEvent]) -> StoreResult<Vec<DomainEvent>> {
+        let ids: Vec<uuid::Uuid> = events.iter().map(|_| uuid::Uuid::now_v7()).collect();
+        for (chunk, ids) in events.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
             on_tx!(self, conn, Db => {
                 let mut qb = QueryBuilder::<Db>::new(
                     "INSERT INTO conversation_events
                          (id, conversation_id, kind, actor_kind, actor_id, message_id, data, at) ",
                 );
-                qb.push_values(chunk, |mut row, e| {
-                    row.push_bind(uuid::Uuid::now_v7().to_string())
+                qb.push_values(chunk.iter().zip(ids), |mut row, (e, id)| {
+                    row.push_bind(id.to_string())
                         .push_bind(e.conversation_id)
                         .push_bind(e.kind.as_str())
                         .push_bind(e.actor.kind())
@@ -1313,7 +1318,25 @@ impl StoreTx {
                 qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
             })?;
         }
-        Ok(())
+        let stream: Vec<DomainEvent> = events
+            .iter()
+            .zip(ids)
+            .map(|(e, id)| {
+                LogRow {
+                    id,
+                    conversation_id: e.conversation_id,
+                    kind: e.kind.as_str(),
+                    actor: e.actor,
+                    contact_id: e.contact_id,
+                    message_id: e.message_id,
+                    data: &e.data,
+                    at: e.at,
+                }
+                .event()
+            })
+            .collect();
+        self.insert_stream_events(&stream).await?;
+        Ok(stream)
     }
 
     pub async fn insert_outbox(&mut self, message: &OutboundMessage) -> StoreResult<()> {

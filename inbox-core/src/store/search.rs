@@ -49,7 +49,8 @@ use sqlx::{Database, Encode, FromRow, PgConnection, QueryBuilder, Type};
 use utoipa::ToSchema;
 
 use super::queries::PageCursor;
-use super::{Store, StoreError, StoreResult, on_pool};
+use super::{Store, StoreError, StoreResult, on_pool, on_tx};
+use crate::envelope::{DomainEvent, DomainEventKind};
 use crate::ids::{AgentId, ContactId, ConversationId, MessageId};
 use crate::model::{ConversationStatus, Direction, from_millis, to_millis};
 
@@ -729,15 +730,34 @@ impl Store {
     /// Marks a conversation's messages read (its unread count becomes 0). Returns false when
     /// nothing was unread (or there is no such conversation). Customer messages make it unread
     /// again (the ingest funnel counts them).
-    pub async fn mark_read(&self, conversation_id: ConversationId) -> StoreResult<bool> {
-        let done = on_pool!(self, pool, Db => sqlx::query::<Db>(
+    /// Clears the unread count as `agent` opens the conversation; when there was one, a `read`
+    /// event goes to the stream in the same transaction (other agents' lists drop the marker).
+    pub async fn mark_read(
+        &self,
+        conversation_id: ConversationId,
+        agent: AgentId,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = on_tx!(&mut tx, conn, Db => sqlx::query::<Db>(
             "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0",
         )
         .bind(conversation_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|r| r.rows_affected()))?;
-        Ok(done > 0)
+        if done == 0 {
+            return Ok(false);
+        }
+        let now = Utc::now();
+        let event = DomainEvent {
+            change: Some("read".to_owned()),
+            actor_kind: Some("agent".to_owned()),
+            actor_id: Some(agent.to_string()),
+            ..DomainEvent::new(DomainEventKind::ConversationUpdated, conversation_id, now)
+        };
+        tx.insert_stream_events(&[event]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 

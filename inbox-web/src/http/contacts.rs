@@ -58,7 +58,6 @@ async fn merge(
         .contact_merge(merge)
         .await?
         .ok_or(ApiError::NotFound("merge"))?;
-    state.announce(&actions::merge_events(&record)).await;
     Ok((StatusCode::CREATED, Json(json!(record))))
 }
 
@@ -87,7 +86,6 @@ async fn unmerge(
         .contact_merge(merge)
         .await?
         .ok_or(ApiError::NotFound("merge"))?;
-    state.announce(&actions::merge_events(&record)).await;
     Ok(Json(json!(record)))
 }
 

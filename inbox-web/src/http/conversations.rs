@@ -317,7 +317,6 @@ async fn post_message(
     if posted.outbound.is_some() {
         state.outbox_ready.notify_one();
     }
-    state.announce(&posted.domain_events).await;
     Ok((StatusCode::CREATED, Json(posted.message)))
 }
 
@@ -408,8 +407,7 @@ async fn update(
         labels: input.labels,
         snoozed_until: input.snoozed_until,
     };
-    let events = actions::update_conversation(&state.store, id, &agent, &patch).await?;
-    state.announce(&events).await;
+    actions::update_conversation(&state.store, id, &agent, &patch).await?;
     Ok(Json(
         state
             .store

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use inbox_core::bus::Bus;
-use inbox_core::envelope::DomainEvent;
 use inbox_core::store::Store;
 use object_store::ObjectStore;
 use tokio::sync::Notify;
@@ -34,15 +33,6 @@ pub struct WebState {
     pub blobs: Arc<dyn ObjectStore>,
     /// Session cookies and sign-in limits.
     pub auth: Arc<AuthSettings>,
-}
-
-impl WebState {
-    /// Publishes domain events after a commit; a failure only delays live views, so it is logged.
-    pub async fn announce(&self, events: &[DomainEvent]) {
-        if let Err(error) = self.bus.publish_domain(events).await {
-            tracing::warn!(%error, "Domain events not published.");
-        }
-    }
 }
 
 /// Every route of the agents' side.

@@ -115,14 +115,6 @@ async fn contact_page(
     })
 }
 
-/// Open views of the conversations that changed customer refresh themselves.
-async fn announce_moves(state: &WebState, merge: MergeId) -> UiResult<()> {
-    if let Some(record) = state.store.contact_merge(merge).await? {
-        state.announce(&actions::merge_events(&record)).await;
-    }
-    Ok(())
-}
-
 fn contact_id(raw: &str) -> UiResult<ContactId> {
     raw.parse().map_err(|_| UiError::NotFound("contact"))
 }
@@ -156,7 +148,6 @@ pub async fn merge(
     match actions::merge_contacts(&state.store, keep, absorb, &viewer.agent).await {
         Ok(merge) => {
             tracing::info!(%keep, %absorb, merge_id = %merge, agent_id = %viewer.agent.id, "Contacts merged.");
-            announce_moves(&state, merge).await?;
             Ok(back_to(Some(&format!("/contacts/{keep}")), "/inbox"))
         }
         Err(e) => {
@@ -180,7 +171,6 @@ pub async fn unmerge(
     match actions::unmerge_contacts(&state.store, merge, &viewer.agent).await {
         Ok(()) => {
             tracing::info!(merge_id = %merge, agent_id = %viewer.agent.id, "Merge undone.");
-            announce_moves(&state, merge).await?;
             Ok(back_to(
                 Some(&format!("/contacts/{}", record.kept_id)),
                 "/inbox",

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use inbox_core::actions;
-use inbox_core::envelope::{AttachmentRef, DomainEvent, DomainEventKind};
+use inbox_core::envelope::AttachmentRef;
 use inbox_core::ids::{AgentId, ChannelId, ConversationId, MessageId};
 use inbox_core::model::{Channel, Conversation, ConversationStatus, Direction};
 use inbox_core::store::{ConversationFilter, ConversationPatch, PageCursor};
@@ -361,11 +361,8 @@ pub async fn show(
     Query(query): Query<ListQuery>,
 ) -> UiResult {
     let c = load(&state, &id).await?;
-    if state.store.mark_read(c.id).await? {
-        // Other agents' lists drop the unread marker too.
-        let event = DomainEvent::new(DomainEventKind::ConversationUpdated, c.id, Utc::now());
-        state.announce(&[event]).await;
-    }
+    // Other agents' lists drop the unread marker too (through the event stream).
+    state.store.mark_read(c.id, viewer.agent.id).await?;
     let names = names(&state).await?;
     let list = list_view(&state, &viewer, &query, &names, Some(c.id)).await?;
     let meta = meta_view(&state, &viewer, &c, &names).await?;
@@ -485,7 +482,6 @@ pub async fn reply(
     if posted.outbound.is_some() {
         state.outbox_ready.notify_one();
     }
-    state.announce(&posted.domain_events).await;
     if from_script(&headers) {
         let names = names(&state).await?;
         let current = c.id.to_string();
@@ -575,8 +571,7 @@ pub async fn update(
         }
         _ => return Err(UiError::Invalid("op: assign, status or labels".into())),
     }
-    let events = actions::update_conversation(&state.store, c.id, &viewer.agent, &patch).await?;
-    state.announce(&events).await;
+    actions::update_conversation(&state.store, c.id, &viewer.agent, &patch).await?;
     if from_script(&headers) {
         let c = load(&state, &id).await?;
         let names = names(&state).await?;

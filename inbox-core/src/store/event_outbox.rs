@@ -1,0 +1,224 @@
+//! The event outbox: the domain events of a change, written in the change's own transaction (one
+//! per conversation-log row, by the log's writers), taken by the event relay in `seq` order and
+//! deleted once the bus acknowledged them. So `inbox.events` carries every change at least once,
+//! whatever crashes between the commit and the publish.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use sqlx::QueryBuilder;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use crate::envelope::{DomainEvent, DomainEventKind, SCHEMA_VERSION};
+use crate::ids::{ContactId, ConversationId};
+use crate::model::{Actor, from_millis};
+
+const CHUNK: usize = 500;
+
+/// Rung at every commit in this process, so the relay takes new events at once. A process-wide
+/// signal rather than one per store: a commit without events only costs the relay one query.
+static COMMITTED: Notify = Notify::const_new();
+
+/// PostgreSQL channel notified at the commit of a transaction that wrote events, for the relay of
+/// another process (an agent's action in `inbox web` relayed by `inbox core`).
+const CHANNEL: &str = "inbox_events";
+
+pub(crate) fn committed() {
+    COMMITTED.notify_waiters();
+}
+
+/// What a conversation-log row tells the stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogRow<'a> {
+    pub id: Uuid,
+    pub conversation_id: ConversationId,
+    pub kind: &'a str,
+    pub actor: Actor,
+    pub contact_id: Option<ContactId>,
+    pub message_id: Option<crate::ids::MessageId>,
+    pub data: &'a serde_json::Value,
+    pub at: i64,
+}
+
+impl LogRow<'_> {
+    /// The row as a domain event: same id, `kind` the coarse class live views follow.
+    pub(crate) fn event(&self) -> DomainEvent {
+        let kind = match self.kind {
+            "opened" => DomainEventKind::ConversationOpened,
+            "reopened" => DomainEventKind::ConversationReopened,
+            "message_received" => DomainEventKind::MessageReceived,
+            "replied" => DomainEventKind::MessageSent,
+            "noted" => DomainEventKind::NoteAdded,
+            "delivery_updated" => DomainEventKind::DeliveryUpdated,
+            _ => DomainEventKind::ConversationUpdated,
+        };
+        let contact_id = match self.actor {
+            Actor::Contact(id) => Some(id),
+            _ => self.contact_id,
+        };
+        DomainEvent {
+            schema_version: SCHEMA_VERSION,
+            id: self.id,
+            kind,
+            conversation_id: self.conversation_id,
+            message_id: self.message_id,
+            contact_id,
+            at: from_millis(self.at),
+            seq: None,
+            change: Some(self.kind.to_owned()),
+            actor_kind: Some(self.actor.kind().to_owned()),
+            actor_id: self.actor.id(),
+            data: Some(self.data.clone()),
+        }
+    }
+}
+
+impl StoreTx {
+    /// Queues events for the relay; they are published only if this transaction commits.
+    pub(crate) async fn insert_stream_events(&mut self, events: &[DomainEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        for chunk in events.chunks(CHUNK) {
+            on_tx!(self, conn, Db => {
+                let mut qb =
+                    QueryBuilder::<Db>::new("INSERT INTO event_outbox (conversation_id, payload) ");
+                qb.push_values(chunk, |mut row, event| {
+                    row.push_bind(event.conversation_id)
+                        .push_bind(String::from_utf8_lossy(&event.to_json()).into_owned());
+                });
+                qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
+            })?;
+        }
+        if let StoreTx::Postgres(tx) = self {
+            // Delivered at commit, and only then.
+            let conn: &mut sqlx::PgConnection = &mut *tx;
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The oldest events not yet relayed, in `seq` order, each with its `seq` set.
+    pub async fn pending_stream_events(&self, limit: u32) -> StoreResult<Vec<DomainEvent>> {
+        let rows: Vec<(i64, String)> = on_pool!(self, pool, Db => sqlx::query_as::<Db, (i64, String)>(
+            "SELECT seq, payload FROM event_outbox ORDER BY seq LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter()
+            .map(|(seq, payload)| {
+                let mut event = DomainEvent::from_json(payload.as_bytes())
+                    .map_err(|e| StoreError::Corrupt(format!("event outbox row {seq}: {e}")))?;
+                event.seq = Some(seq);
+                Ok(event)
+            })
+            .collect()
+    }
+
+    /// Forgets relayed events. By their `seq`s, not a range: a transaction that took a lower `seq`
+    /// may commit after a higher one was read, and its events are still to be relayed.
+    pub async fn delete_stream_events(&self, seqs: &[i64]) -> StoreResult<()> {
+        for chunk in seqs.chunks(CHUNK) {
+            on_pool!(self, pool, Db => {
+                let mut qb = QueryBuilder::<Db>::new("DELETE FROM event_outbox WHERE seq IN (");
+                let mut list = qb.separated(", ");
+                for seq in chunk {
+                    list.push_bind(*seq);
+                }
+                qb.push(")");
+                qb.build().execute(pool).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Events waiting for the relay (for `/metrics` and tests).
+    pub async fn stream_backlog(&self) -> StoreResult<i64> {
+        Ok(on_pool!(self, pool, Db => sqlx::query_scalar::<Db, i64>(
+            "SELECT COUNT(*) FROM event_outbox",
+        )
+        .fetch_one(pool)
+        .await)?)
+    }
+
+    /// Waits for commits that may have written events: this process's, and on PostgreSQL other
+    /// processes' too.
+    pub async fn event_wakeup(&self) -> EventWakeup {
+        let mut wakeup = EventWakeup {
+            store: self.clone(),
+            listener: None,
+        };
+        wakeup.connect().await;
+        wakeup
+    }
+}
+
+/// See [`Store::event_wakeup`].
+#[derive(Debug)]
+pub struct EventWakeup {
+    store: Store,
+    listener: Option<PgListener>,
+}
+
+impl EventWakeup {
+    async fn connect(&mut self) {
+        let Store::Postgres(pool) = &self.store else {
+            return;
+        };
+        let listener = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => self.listener = Some(listener),
+            // Other processes' events then wait for the poll.
+            Err(error) => tracing::warn!(%error, "Not listening for events; polling."),
+        }
+    }
+
+    /// Arms the wakeup: a commit from now on ends the next [`EventWakeup::wait`]. Call before
+    /// looking for events, so a commit while they are published is not missed.
+    pub fn arm(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'static>>> {
+        let mut notified = Box::pin(COMMITTED.notified());
+        notified.as_mut().enable();
+        notified
+    }
+
+    /// Returns at a commit (armed before), a notification from another process, or after `poll`.
+    pub async fn wait(
+        &mut self,
+        armed: std::pin::Pin<Box<tokio::sync::futures::Notified<'static>>>,
+        poll: Duration,
+    ) {
+        let sleep = pin!(tokio::time::sleep(poll));
+        let lost = match &mut self.listener {
+            None => {
+                tokio::select! {
+                    _ = armed => {}
+                    _ = sleep => {}
+                }
+                false
+            }
+            Some(listener) => tokio::select! {
+                _ = armed => false,
+                _ = sleep => false,
+                received = listener.recv() => received.is_err(),
+            },
+        };
+        if lost {
+            tracing::warn!("Event notifications lost; reconnecting.");
+            self.listener = None;
+            self.connect().await;
+        }
+    }
+}
