@@ -197,15 +197,15 @@ impl Application {
                 let kafka_bus = Arc::new(KafkaBus::new(kafka)?);
                 let bus: Arc<dyn Bus> = kafka_bus.clone();
                 if roles.core {
-                    let consumer = kafka.inbound_consumer()?;
-                    background.push(ops::report_lag(consumer.lag_probe(), shutdown.clone()));
-                    let settings = WorkerSettings {
-                        linger: Duration::from_millis(5),
-                        ..WorkerSettings::default()
-                    };
-                    workers.push(tokio::spawn(
-                        worker(&store, &bus, &config, settings).run(consumer, core_stop.clone()),
-                    ));
+                    // One consumer and worker per ingest partition, as with the in-process bus.
+                    for index in 0..config.partitions() {
+                        let consumer = kafka.inbound_consumer_for(index)?;
+                        background.push(ops::report_lag(consumer.lag_probe(), shutdown.clone()));
+                        workers.push(tokio::spawn(
+                            worker(&store, &bus, &config, WorkerSettings::kafka())
+                                .run(consumer, core_stop.clone()),
+                        ));
+                    }
                 }
                 if roles.connectors {
                     let consumer = kafka.outbound_consumer(kafka_bus.clone())?;

@@ -28,9 +28,10 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Largest PostgreSQL pool per process.
     pub database_max_connections: u32,
-    /// Inbound partitions of the in-process bus, each with its own core worker; one customer's
-    /// messages always go to the same partition, so they stay in order. Default: 1 on SQLite
-    /// (it has one writer at a time), the number of CPUs on PostgreSQL.
+    /// Ingest workers of the core, each storing its own batches: with the in-process bus, its
+    /// partitions (one customer's messages always go to the same one, so they stay in order); with
+    /// Kafka, one consumer each in the core's group, sharing the topic's partitions. Default: 1 on
+    /// SQLite (it has one writer at a time), the number of CPUs on PostgreSQL.
     pub ingest_partitions: Option<usize>,
     /// Base URL under which users reach this server, used in printed webhook URLs.
     pub public_url: Option<String>,

@@ -22,6 +22,19 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
 }
 
+impl WorkerSettings {
+    /// For a Kafka consumer: its prefetch queue holds what arrived while the previous batch was
+    /// stored, so a batch takes that (up to 1,000, the bulk statements' sweet spot) and lingers
+    /// only a millisecond for more; longer only delays live views.
+    pub fn kafka() -> Self {
+        WorkerSettings {
+            max_batch: 1000,
+            linger: Duration::from_millis(1),
+            ..WorkerSettings::default()
+        }
+    }
+}
+
 impl Default for WorkerSettings {
     fn default() -> Self {
         WorkerSettings {

@@ -68,7 +68,8 @@ pub struct IngestArgs {
     /// Distinct customers the messages come from.
     #[arg(long)]
     customers: Option<usize>,
-    /// Inbound partitions (core workers); default: 1 on SQLite, the number of CPUs on PostgreSQL.
+    /// Ingest workers of the core (partitions of the in-process bus, consumers with Kafka), in
+    /// the funnel and the live scenario; default: 1 on SQLite, the number of CPUs on PostgreSQL.
     #[arg(long)]
     partitions: Option<usize>,
     /// With --bus kafka, the open-loop rate (msg/s) of the live-visibility scenario: the whole
@@ -131,7 +132,8 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
         }
         BusKind::Kafka => {
             let kafka = kafka_bench_config(config, "funnel")?;
-            let result = kafka_bench::run(&kafka, &funnel_target.store, &workload).await?;
+            let result =
+                kafka_bench::run(&kafka, &funnel_target.store, &workload, partitions).await?;
             consume_rate = Some(kafka_bench::raw_consume(&kafka, workload.len()).await?);
             result
         }
@@ -177,18 +179,25 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
         );
     }
     if args.bus == BusKind::Kafka && args.live_rate > 0 {
-        live(config, &args).await?;
+        live(config, &args, partitions).await?;
     }
     Ok(())
 }
 
 /// The live-visibility scenario (`bench_live`), printed.
-async fn live(config: &Config, args: &IngestArgs) -> anyhow::Result<()> {
+async fn live(config: &Config, args: &IngestArgs, partitions: usize) -> anyhow::Result<()> {
     let messages = (args.live_rate * args.live_seconds) as usize;
     let live_workload = workload(ChannelId::new(), messages, (messages / 5).max(1));
     let kafka = kafka_bench_config(config, "live")?;
-    let live =
-        super::bench_live::run(config, kafka, args.store, live_workload, args.live_rate).await?;
+    let live = super::bench_live::run(
+        config,
+        kafka,
+        args.store,
+        live_workload,
+        args.live_rate,
+        partitions,
+    )
+    .await?;
     println!(
         "  live:       {:>10} msg/s   open loop for {:.1} s, publish → on an agent's SSE stream \
          (the whole product: funnel, event relay, inbox.events, web)",
@@ -508,47 +517,51 @@ mod kafka_bench {
     use std::collections::HashMap;
     use std::time::{Duration, Instant};
 
-    use inbox_core::bus::kafka::{KafkaBus, KafkaConfig};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use inbox_core::bus::kafka::{KafkaBus, KafkaConfig, KafkaInbound};
     use inbox_core::bus::{Bus, InboundConsumer};
     use inbox_core::envelope::{InboundEvent, InboundMessage};
     use inbox_core::ids::MessageId;
-    use inbox_core::ingest::{InboundRecord, IngestSettings, ingest};
+    use inbox_core::ingest::{InboundRecord, IngestSettings, Outcome, ingest};
     use inbox_core::store::Store;
     use rdkafka::consumer::{Consumer, StreamConsumer};
+    use tokio_util::sync::CancellationToken;
 
     use super::FunnelResult;
 
+    /// `workers` consumers in the core's group, each with its own ingest loop, as `inbox core`
+    /// runs them (one per ingest partition).
     pub async fn run(
         kafka: &KafkaConfig,
         store: &Store,
         workload: &[InboundMessage],
+        workers: usize,
     ) -> anyhow::Result<FunnelResult> {
         kafka.ensure_topics().await?;
         let bus = KafkaBus::new(kafka)?;
-        let mut consumer = kafka.inbound_consumer()?;
         let total = workload.len();
-        // The core: the worker's loop, timing each message when its batch is committed.
-        let core_store = store.clone();
-        let core = tokio::spawn(async move {
-            let mut stored_at: HashMap<MessageId, Instant> = HashMap::with_capacity(total);
-            while stored_at.len() < total {
-                let Some(batch) = consumer.next_batch(1000, Duration::from_millis(5)).await else {
-                    break;
-                };
-                let (records, acks): (Vec<_>, Vec<_>) =
-                    batch.into_iter().map(|d| (d.record, d.ack)).unzip();
-                ingest(&core_store, &records, &IngestSettings::default()).await?;
-                let now = Instant::now();
-                consumer.settle(acks, Ok(())).await;
-                for record in &records {
-                    if let InboundRecord::Event(InboundEvent::Message(m)) = record {
-                        stored_at.insert(m.id, now);
-                    }
-                }
+        let stored = Arc::new(AtomicUsize::new(0));
+        let done = CancellationToken::new();
+        let mut cores = Vec::new();
+        for index in 0..workers.max(1) {
+            let consumer = kafka.inbound_consumer_for(index)?;
+            cores.push(tokio::spawn(core_loop(
+                consumer,
+                store.clone(),
+                total,
+                stored.clone(),
+                done.clone(),
+            )));
+        }
+        let core = async move {
+            let mut stored_at = HashMap::with_capacity(total);
+            for core in cores {
+                stored_at.extend(core.await??);
             }
-            consumer.close().await;
             Ok::<_, anyhow::Error>(stored_at)
-        });
+        };
         let started = Instant::now();
         let mut published_at = HashMap::with_capacity(total);
         for chunk in workload.chunks(2000) {
@@ -565,7 +578,7 @@ mod kafka_bench {
                 published_at.insert(id, at);
             }
         }
-        let stored_at = tokio::time::timeout(Duration::from_secs(600), core).await???;
+        let stored_at = tokio::time::timeout(Duration::from_secs(600), core).await??;
         let elapsed = started.elapsed();
         let mut latencies: Vec<Duration> = published_at
             .iter()
@@ -573,6 +586,47 @@ mod kafka_bench {
             .collect();
         latencies.sort_unstable();
         Ok(FunnelResult::from_sorted(elapsed, &latencies))
+    }
+
+    /// One ingest worker's loop, timing each message when its batch is committed; all stop once
+    /// `total` messages are stored between them.
+    async fn core_loop(
+        mut consumer: KafkaInbound,
+        store: Store,
+        total: usize,
+        stored: Arc<AtomicUsize>,
+        done: CancellationToken,
+    ) -> anyhow::Result<HashMap<MessageId, Instant>> {
+        let settings = inbox_core::worker::WorkerSettings::kafka();
+        let mut stored_at = HashMap::new();
+        loop {
+            let batch = tokio::select! {
+                _ = done.cancelled() => break,
+                batch = consumer.next_batch(settings.max_batch, settings.linger) => batch,
+            };
+            let Some(batch) = batch else { break };
+            let (records, acks): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|d| (d.record, d.ack)).unzip();
+            let report = ingest(&store, &records, &IngestSettings::default()).await?;
+            let now = Instant::now();
+            consumer.settle(acks, Ok(())).await;
+            for record in &records {
+                if let InboundRecord::Event(InboundEvent::Message(m)) = record {
+                    stored_at.entry(m.id).or_insert(now);
+                }
+            }
+            // Records the group's first rebalance hands over twice are duplicates, not progress.
+            let new = report
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Stored { .. }))
+                .count();
+            if stored.fetch_add(new, Ordering::SeqCst) + new >= total {
+                done.cancel();
+            }
+        }
+        consumer.close().await;
+        Ok(stored_at)
     }
 
     /// Reads the run's inbound records again with a bare consumer: the ceiling of the consume side.

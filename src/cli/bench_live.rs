@@ -53,9 +53,11 @@ pub async fn run(
     store: StoreKind,
     workload: Vec<InboundMessage>,
     rate: u32,
+    workers: usize,
 ) -> anyhow::Result<LiveResult> {
     let mut target = Target::create(config, store).await?;
     target.config.kafka = Some(kafka.clone());
+    target.config.ingest_partitions = Some(workers);
     let (token, workload) = prepare(&target.config, workload).await?;
     let server = Server::start(target.config.clone()).await?;
     let result = measure(&server.base, &token, &kafka, workload, rate).await;
@@ -126,6 +128,11 @@ async fn measure(
         tokio::time::sleep_until(at).await;
         worst_publish_lag = worst_publish_lag.max(at.elapsed());
         scheduled.insert(message.id, at.into_std());
+        // Received now, as a connector would stamp it.
+        let message = InboundMessage {
+            received_at: chrono::Utc::now(),
+            ..message
+        };
         let bus = bus.clone();
         publishes.push(tokio::spawn(async move {
             bus.publish_inbound(&InboundEvent::Message(message)).await

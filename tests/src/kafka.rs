@@ -1244,17 +1244,37 @@ pub fn metric_value(page: &str, series: &str) -> f64 {
 
 /// The partition counts of every "Partitions assigned." line of a service log, in order.
 pub fn partition_assignments(log: &str) -> Vec<u32> {
-    log.lines()
-        .filter(|line| line.contains("Partitions assigned."))
-        .filter_map(|line| {
-            let at = line.find("partitions=")? + "partitions=".len();
-            let digits: String = line[at..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse().ok()
-        })
-        .collect()
+    // A core runs one consumer per ingest worker, each logging its own assignment: the process
+    // holds their sum. A restart (a new process in the same log) starts from nothing.
+    let mut held: BTreeMap<String, u32> = BTreeMap::new();
+    let mut totals = Vec::new();
+    for line in log.lines() {
+        if line.starts_with("==== e2e:") {
+            held.clear();
+            continue;
+        }
+        if !line.contains("Partitions assigned.") {
+            continue;
+        }
+        let Some(count) = log_field(line, "partitions=").and_then(|v| v.parse().ok()) else {
+            continue;
+        };
+        held.insert(log_field(line, "consumer=").unwrap_or_default(), count);
+        totals.push(held.values().sum());
+    }
+    totals
+}
+
+/// The value of `name` (e.g. `partitions=`) in a log line, up to the next space.
+fn log_field(line: &str, name: &str) -> Option<String> {
+    let at = line.find(name)? + name.len();
+    Some(
+        line[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .filter(|c| !matches!(c, '"' | '\x1b'))
+            .collect(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

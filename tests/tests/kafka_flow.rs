@@ -176,7 +176,9 @@ async fn core_killed_three_times() {
         // the coordinator rebalances once the dead member's session expired. It re-reads exactly
         // the stored-but-uncommitted records and recognises each as a duplicate.
         core.start().await;
-        threshold = at + 2_000;
+        // Soon after the restart: the restarted core catches up on the backlog of its session
+        // timeout in a burst, and a kill in that burst falls between stores and commits.
+        threshold = at + 500;
         if uncommitted == 0 {
             eprintln!("e2e: kill #{kills} at {at} stored found everything committed; not counted");
             continue;

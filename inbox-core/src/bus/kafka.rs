@@ -109,7 +109,10 @@ impl KafkaConfig {
             .set("client.id", concat!("inbox/", env!("CARGO_PKG_VERSION")))
             // Brokers restart; keep trying instead of failing the process.
             .set("reconnect.backoff.max.ms", "2000")
-            .set("socket.keepalive.enable", "true");
+            .set("socket.keepalive.enable", "true")
+            // Small records one at a time: without this, Nagle's algorithm holds a request back
+            // until the previous one is acknowledged, adding tens of milliseconds per hop.
+            .set("socket.nagle.disable", "true");
         config
     }
 
@@ -262,6 +265,7 @@ impl KafkaConfig {
         &self,
         group: &str,
         topic: &str,
+        name: String,
     ) -> Result<Arc<StreamConsumer<Rebalancing>>, BusError> {
         let consumer: StreamConsumer<Rebalancing> = self
             .client()
@@ -273,7 +277,7 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(Rebalancing)
+            .create_with_context(Rebalancing { name })
             .map_err(not_accepted)?;
         consumer.subscribe(&[topic]).map_err(not_accepted)?;
         Ok(Arc::new(consumer))
@@ -281,8 +285,19 @@ impl KafkaConfig {
 
     /// The core's consumer of `inbox.inbound`.
     pub fn inbound_consumer(&self) -> Result<KafkaInbound, BusError> {
+        self.inbound_consumer_for(0)
+    }
+
+    /// The consumer of the core's ingest worker `worker`: a core runs one per ingest partition,
+    /// each a member of the group, so the broker spreads the partitions over them and their
+    /// batches are stored side by side.
+    pub fn inbound_consumer_for(&self, worker: usize) -> Result<KafkaInbound, BusError> {
         Ok(KafkaInbound {
-            consumer: self.consumer(&self.core_group, &self.topics.inbound)?,
+            consumer: self.consumer(
+                &self.core_group,
+                &self.topics.inbound,
+                format!("inbound-{worker}"),
+            )?,
             topic: self.topics.inbound.clone(),
         })
     }
@@ -290,7 +305,11 @@ impl KafkaConfig {
     /// The connectors' consumer of `inbox.outbound`.
     pub fn outbound_consumer(&self, bus: Arc<KafkaBus>) -> Result<KafkaOutbound, BusError> {
         Ok(KafkaOutbound {
-            consumer: self.consumer(&self.connectors_group, &self.topics.outbound)?,
+            consumer: self.consumer(
+                &self.connectors_group,
+                &self.topics.outbound,
+                "outbound".to_owned(),
+            )?,
             topic: self.topics.outbound.clone(),
             tracker: HashMap::new(),
             bus,
@@ -328,8 +347,11 @@ impl std::fmt::Display for TopicMismatch {
 }
 
 /// Commits what was stored before partitions move to another group member.
-#[derive(Debug, Clone, Copy)]
-pub struct Rebalancing;
+#[derive(Debug, Clone)]
+pub struct Rebalancing {
+    /// Which of the process's consumers this is (in its log lines).
+    name: String,
+}
 
 impl ClientContext for Rebalancing {}
 
@@ -337,6 +359,7 @@ impl ConsumerContext for Rebalancing {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             tracing::info!(
+                consumer = %self.name,
                 partitions = partitions.count(),
                 "Partitions revoked; committing."
             );
@@ -349,7 +372,11 @@ impl ConsumerContext for Rebalancing {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
-            tracing::info!(partitions = partitions.count(), "Partitions assigned.");
+            tracing::info!(
+                consumer = %self.name,
+                partitions = partitions.count(),
+                "Partitions assigned."
+            );
         }
     }
 }
@@ -376,7 +403,7 @@ impl KafkaBus {
             .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            .set("linger.ms", "0")
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(not_accepted)?;
