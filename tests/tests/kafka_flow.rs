@@ -326,7 +326,8 @@ async fn broker_restart_mid_ingest() {
     let at = deployment.message_total().await;
     let accepted = sending.accepted();
     // A real outage, longer than the connectors' publish timeout (30 s): webhooks under way wait
-    // for the broker until then and are answered 503, which the senders retry.
+    // for the broker until then and are answered 503, which the senders retry; later ones are
+    // answered 503 at once.
     tokio::time::sleep(OUTAGE).await;
     let (accepted_down, refused_down) = (sending.accepted(), sending.retried());
     broker.restart().await;
@@ -347,6 +348,14 @@ async fn broker_restart_mid_ingest() {
     assert!(
         refused_down > 0,
         "webhooks were refused during an outage longer than the publish timeout"
+    );
+    // Once a publish timed out, the intake fails fast (one request at a time probes the broker):
+    // senders are refused again and again within the outage, not once per 30 s timeout (which
+    // would be at most two refusals per sender).
+    assert!(
+        refused_down > 3 * CONCURRENCY,
+        "{refused_down} refusals from {CONCURRENCY} senders in {OUTAGE:?}: the intake did not fail \
+         fast once the broker was known to be away"
     );
 
     deployment.wait_for_total(TOTAL, INGEST).await;

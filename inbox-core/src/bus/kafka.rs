@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -387,6 +388,7 @@ pub struct KafkaBus {
     producer: FutureProducer,
     topics: Topics,
     domain: broadcast::Sender<DomainEvent>,
+    intake: Arc<IntakeBreaker>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -412,10 +414,17 @@ impl KafkaBus {
             producer,
             topics: config.topics.clone(),
             domain,
+            intake: Arc::new(IntakeBreaker::default()),
         })
     }
 
     async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), BusError> {
+        self.send_raw(topic, key, payload)
+            .await
+            .map_err(not_accepted)
+    }
+
+    async fn send_raw(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
         self.producer
             .send(
                 FutureRecord::to(topic).key(key).payload(payload),
@@ -423,7 +432,7 @@ impl KafkaBus {
             )
             .await
             .map(|_| ())
-            .map_err(|(e, _)| not_accepted(e))
+            .map_err(|(e, _)| e)
     }
 
     /// Publishes a record that could not be stored, with its error, on the dead-letter topic.
@@ -480,12 +489,24 @@ impl KafkaBus {
 #[async_trait]
 impl Bus for KafkaBus {
     async fn publish_inbound(&self, event: &InboundEvent) -> Result<(), BusError> {
-        self.send(
-            &self.topics.inbound,
-            &event.partition_key(),
-            &event.to_json(),
-        )
-        .await
+        let Some(admitted) = self.intake.admit() else {
+            return Err(BusError::NotAccepted(
+                "the Kafka brokers are unavailable (a publish timed out); retry later".into(),
+            ));
+        };
+        let sent = self
+            .send_raw(
+                &self.topics.inbound,
+                &event.partition_key(),
+                &event.to_json(),
+            )
+            .await;
+        let timed_out = matches!(
+            &sent,
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut)
+        );
+        admitted.done(sent.is_ok(), timed_out);
+        sent.map_err(not_accepted)
     }
 
     async fn publish_outbound(&self, message: &OutboundMessage) -> Result<(), BusError> {
@@ -524,6 +545,54 @@ impl Bus for KafkaBus {
         })
         .await
         .unwrap_or(false)
+    }
+}
+
+/// Fails intake publishes at once while the brokers are known to be away, instead of making each
+/// sender wait out the 30 s delivery timeout: opened by a publish that timed out, it lets one
+/// publish at a time through to probe the brokers, and the first that succeeds closes it.
+#[derive(Debug, Default)]
+struct IntakeBreaker {
+    open: AtomicBool,
+    probing: AtomicBool,
+}
+
+/// A publish the breaker let through.
+struct Admitted<'a> {
+    breaker: &'a IntakeBreaker,
+    probe: bool,
+}
+
+impl IntakeBreaker {
+    /// `None` while open and another publish is probing.
+    fn admit(&self) -> Option<Admitted<'_>> {
+        let probe = self.open.load(AtomicOrdering::Acquire);
+        if probe && self.probing.swap(true, AtomicOrdering::AcqRel) {
+            return None;
+        }
+        Some(Admitted {
+            breaker: self,
+            probe,
+        })
+    }
+}
+
+impl Admitted<'_> {
+    fn done(self, delivered: bool, timed_out: bool) {
+        if delivered {
+            self.breaker.open.store(false, AtomicOrdering::Release);
+        } else if timed_out {
+            self.breaker.open.store(true, AtomicOrdering::Release);
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    // Also when the publish was abandoned (a sender hung up): the next one probes.
+    fn drop(&mut self) {
+        if self.probe {
+            self.breaker.probing.store(false, AtomicOrdering::Release);
+        }
     }
 }
 
@@ -833,6 +902,33 @@ impl OutboundConsumer for KafkaOutbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_intake_breaker_fails_fast_while_one_publish_probes() {
+        let breaker = IntakeBreaker::default();
+        // Closed: everyone goes through, and failures other than a timeout keep it closed.
+        let (a, b) = (breaker.admit().unwrap(), breaker.admit().unwrap());
+        a.done(false, false);
+        b.done(true, false);
+        assert!(breaker.admit().is_some());
+        // A timeout opens it: one probe at a time, the others refused at once.
+        breaker.admit().unwrap().done(false, true);
+        let probe = breaker.admit().expect("one publish probes");
+        assert!(
+            breaker.admit().is_none(),
+            "others fail fast while it probes"
+        );
+        probe.done(false, true);
+        // An abandoned probe (the sender hung up) lets the next publish probe.
+        let abandoned = breaker.admit().expect("the next probe");
+        drop(abandoned);
+        let probe = breaker.admit().expect("a probe after the abandoned one");
+        assert!(breaker.admit().is_none());
+        // The brokers are back: the probe's success closes it.
+        probe.done(true, false);
+        let (a, b) = (breaker.admit(), breaker.admit());
+        assert!(a.is_some() && b.is_some());
+    }
 
     #[test]
     fn topics_that_differ_from_the_configuration_are_named() {
