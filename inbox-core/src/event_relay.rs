@@ -46,27 +46,22 @@ impl EventRelay {
                 Some(_) => self.round().await,
                 None => Round::Idle,
             };
-            let pause = match round {
-                Round::Full => {
-                    backoff = Duration::from_millis(100);
-                    if shutdown.is_cancelled() {
-                        break;
-                    }
-                    continue;
-                }
-                Round::Idle => {
-                    backoff = Duration::from_millis(100);
-                    POLL
-                }
-                Round::Failed => {
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    backoff
+            if matches!(round, Round::Failed) {
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+            let pause = async {
+                match round {
+                    Round::Full => {}
+                    Round::Idle => wakeup.wait(armed, POLL).await,
+                    // Not woken by commits: the outbox is not the problem.
+                    Round::Failed => tokio::time::sleep(backoff).await,
                 }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wakeup.wait(armed, pause), if !matches!(round, Round::Failed) => {}
-                _ = tokio::time::sleep(pause), if matches!(round, Round::Failed) => {}
+                _ = pause => {}
             }
         }
     }
@@ -91,13 +86,31 @@ impl EventRelay {
     }
 
     async fn round(&self) -> Round {
-        let events = match self.store.pending_stream_events(BATCH).await {
-            Ok(events) => events,
+        let pending = match self.store.pending_stream_events(BATCH).await {
+            Ok(pending) => pending,
             Err(error) => {
                 tracing::warn!(%error, "Event outbox not readable; retrying.");
                 return Round::Failed;
             }
         };
+        if pending.is_empty() {
+            return Round::Idle;
+        }
+        let taken = pending.len();
+        if !pending.undecodable.is_empty() {
+            for row in &pending.undecodable {
+                tracing::error!(seq = row.seq, error = %row.error, "Undecodable event; dead-lettered.");
+            }
+            if let Err(error) = self
+                .store
+                .dead_letter_stream_events(&pending.undecodable)
+                .await
+            {
+                tracing::warn!(%error, "Undecodable events not dead-lettered; retrying.");
+                return Round::Failed;
+            }
+        }
+        let events = pending.events;
         if events.is_empty() {
             return Round::Idle;
         }
@@ -115,7 +128,7 @@ impl EventRelay {
             return Round::Failed;
         }
         metrics::counter!("inbox_events_relayed_total").increment(events.len() as u64);
-        if events.len() as u32 == BATCH {
+        if taken as u32 == BATCH {
             Round::Full
         } else {
             Round::Idle

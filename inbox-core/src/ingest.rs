@@ -610,6 +610,7 @@ impl<'a> Batch<'a> {
         tx.upsert_conversations(&touched_states).await?;
         tx.insert_messages(&rows).await?;
         domain_events.extend(tx.insert_events(&events).await?);
+        let mut bounce_rows = Vec::new();
         for (message_id, conversation_id, channel_id, error) in bounced {
             let report = DeliveryReport {
                 message_id,
@@ -622,9 +623,10 @@ impl<'a> Batch<'a> {
                 at: Utc::now(),
             };
             if tx.apply_delivery(&report).await? {
-                domain_events.extend(tx.insert_events(&[delivery_log_row(&report, None)]).await?);
+                bounce_rows.push(delivery_log_row(&report, None));
             }
         }
+        domain_events.extend(tx.insert_events(&bounce_rows).await?);
         Ok(())
     }
 }

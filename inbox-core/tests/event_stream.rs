@@ -28,7 +28,30 @@ use common::*;
 
 /// Every event waiting in the outbox.
 async fn pending(store: &Store) -> Vec<DomainEvent> {
-    store.pending_stream_events(10_000).await.unwrap()
+    let pending = store.pending_stream_events(10_000).await.unwrap();
+    assert_eq!(pending.undecodable, [], "every row decodes");
+    pending.events
+}
+
+/// An outbox row written by hand, as a bug or a bad restore would leave one.
+async fn insert_raw_row(store: &Store, conversation: ConversationId, payload: &str) {
+    let sql = "INSERT INTO event_outbox (conversation_id, payload) VALUES ($1, $2)";
+    let conversation = conversation.to_string();
+    match store {
+        Store::Sqlite(pool) => sqlx::query(sql)
+            .bind(conversation)
+            .bind(payload)
+            .execute(pool)
+            .await
+            .map(drop),
+        Store::Postgres(pool) => sqlx::query(sql)
+            .bind(conversation)
+            .bind(payload)
+            .execute(pool)
+            .await
+            .map(drop),
+    }
+    .unwrap();
 }
 
 /// The log rows of these conversations, by id.
@@ -269,6 +292,51 @@ contract!(
             .unwrap();
         assert_eq!(next.change.as_deref(), Some("message_received"));
         assert!(next.seq > got.last().unwrap().seq);
+        stop.cancel();
+        relay.await.unwrap();
+    }
+);
+
+contract!(
+    an_undecodable_row_is_dead_lettered_and_the_stream_goes_on,
+    |store| async move {
+        let channel = webhook_channel(&store).await;
+        let (local, _partitions, _outbound) = LocalBus::new(1);
+        let bus = Arc::new(local);
+        let mut live = bus.subscribe_domain();
+        let (_, conversation, _) =
+            stored(&ingest_one(&store, &inbound(&channel, "e-1", "c1", "Hi")).await);
+        insert_raw_row(&store, conversation, "{not an event").await;
+        ingest_one(&store, &inbound(&channel, "e-2", "c1", "Still there?")).await;
+        let stop = CancellationToken::new();
+        let relay = tokio::spawn(
+            EventRelay {
+                store: store.clone(),
+                bus: bus.clone(),
+            }
+            .run(stop.clone()),
+        );
+        // The events before and after the bad row go out, in order.
+        let mut changes = Vec::new();
+        while changes.len() < 3 {
+            let event = tokio::time::timeout(Duration::from_secs(20), live.recv())
+                .await
+                .expect("the relay goes on past the bad row")
+                .unwrap();
+            changes.push(event.change.unwrap());
+        }
+        assert_eq!(changes, ["opened", "message_received", "message_received"]);
+        wait_until_drained(&store).await;
+        // The bad row is kept as a dead letter, with its error.
+        let dead = store.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].source, "event_outbox");
+        assert_eq!(dead[0].payload, "{not an event");
+        assert!(
+            dead[0].error.starts_with("event outbox row "),
+            "{}",
+            dead[0].error
+        );
         stop.cancel();
         relay.await.unwrap();
     }

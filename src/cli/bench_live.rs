@@ -17,7 +17,7 @@ use inbox_core::bus::kafka::{KafkaBus, KafkaConfig};
 use inbox_core::envelope::{ChannelKind, InboundEvent, InboundMessage};
 use inbox_core::ids::MessageId;
 use inbox_core::model::Role;
-use inbox_core::store::{Store, StoreConfig};
+use inbox_core::store::Store;
 use tokio::sync::mpsc;
 
 use super::bench::StoreKind;
@@ -72,16 +72,7 @@ async fn prepare(
     config: &Config,
     mut workload: Vec<InboundMessage>,
 ) -> anyhow::Result<(String, Vec<InboundMessage>)> {
-    let store = Store::open(&match &config.database_url {
-        Some(url) => StoreConfig::Postgres {
-            url: url.clone(),
-            max_connections: 2,
-        },
-        None => StoreConfig::Sqlite {
-            path: config.data_dir.join("inbox.db"),
-        },
-    })
-    .await?;
+    let store = Store::open(&config.store()).await?;
     let channel = store
         .create_channel(
             ChannelKind::Webhook,

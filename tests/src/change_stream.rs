@@ -95,38 +95,37 @@ pub async fn assert_change_stream_complete(
     }
 
     let pool = deployment.pool();
-    let log_ids: Vec<String> = sqlx::query_scalar("SELECT id FROM conversation_events")
-        .fetch_all(pool)
-        .await
-        .unwrap_or_else(|e| panic!("cannot read the conversation log: {e}"));
-    let missing: Vec<&String> = log_ids.iter().filter(|id| !ids.contains(*id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} conversation-log rows have no event on inbox.events, e.g. {:?}",
-        missing.len(),
-        log_ids.len(),
-        missing.iter().take(3).collect::<Vec<_>>()
-    );
-    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM messages")
-        .fetch_all(pool)
-        .await
-        .unwrap_or_else(|e| panic!("cannot read the messages: {e}"));
-    let missing: Vec<&String> = stored
-        .iter()
-        .filter(|id| !message_ids.contains(*id))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} stored messages have no event on inbox.events, e.g. {:?}",
-        missing.len(),
-        stored.len(),
-        missing.iter().take(3).collect::<Vec<_>>()
-    );
-    assert!(!log_ids.is_empty(), "the run wrote a conversation log");
+    let logged =
+        assert_each_has_an_event(pool, "conversation_events", "conversation-log rows", &ids).await;
+    assert!(logged > 0, "the run wrote a conversation log");
+    assert_each_has_an_event(pool, "messages", "stored messages", &message_ids).await;
     ChangeStream {
         records: records.len(),
         distinct: ids.len(),
     }
+}
+
+/// Every id of `table` is among `announced`; returns how many rows it has.
+async fn assert_each_has_an_event(
+    pool: &sqlx::PgPool,
+    table: &str,
+    what: &str,
+    announced: &HashSet<String>,
+) -> usize {
+    let ids: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM {table}")))
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read {table}: {e}"));
+    let missing: Vec<&String> = ids.iter().filter(|id| !announced.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} {what} have no event on inbox.events, e.g. {:?}",
+        missing.len(),
+        ids.len(),
+        missing.iter().take(3).collect::<Vec<_>>()
+    );
+    ids.len()
 }
 
 async fn wait_for_empty_outbox(deployment: &Deployment, timeout: Duration) {

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -278,7 +278,10 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(Rebalancing { name })
+            .create_with_context(Rebalancing {
+                name,
+                revokes: AtomicU64::new(0),
+            })
             .map_err(not_accepted)?;
         consumer.subscribe(&[topic]).map_err(not_accepted)?;
         Ok(Arc::new(consumer))
@@ -348,10 +351,13 @@ impl std::fmt::Display for TopicMismatch {
 }
 
 /// Commits what was stored before partitions move to another group member.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rebalancing {
     /// Which of the process's consumers this is (in its log lines).
     name: String,
+    /// Revocations so far: records read before the latest one belong to whoever owns their
+    /// partition now (see [`KafkaInbound::next_batch`]).
+    revokes: AtomicU64,
 }
 
 impl ClientContext for Rebalancing {}
@@ -359,6 +365,7 @@ impl ClientContext for Rebalancing {}
 impl ConsumerContext for Rebalancing {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
+            self.revokes.fetch_add(1, AtomicOrdering::AcqRel);
             tracing::info!(
                 consumer = %self.name,
                 partitions = partitions.count(),
@@ -725,17 +732,40 @@ impl InboundConsumer for KafkaInbound {
         max: usize,
         linger: Duration,
     ) -> Option<Vec<Delivery<KafkaAck>>> {
-        let first = self.read(None).await?;
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < max {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.read(Some(left.max(Duration::from_micros(1)))).await {
-                Some(delivery) => batch.push(delivery),
-                None => break,
+        let revokes = || {
+            self.consumer
+                .context()
+                .revokes
+                .load(AtomicOrdering::Acquire)
+        };
+        loop {
+            let first = self.read(None).await?;
+            let mut batch = vec![(first, revokes())];
+            let deadline = tokio::time::Instant::now() + linger;
+            while batch.len() < max {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match self.read(Some(left.max(Duration::from_micros(1)))).await {
+                    Some(delivery) => batch.push((delivery, revokes())),
+                    None => break,
+                }
+            }
+            // A rebalance while the batch filled (another worker joining at start, say): what was
+            // read before it is not ours to store any more. Its offsets were not stored, so the
+            // partition's owner now reads it again from the committed offset; storing it here as
+            // well would only make duplicates.
+            let now = revokes();
+            let read = batch.len();
+            batch.retain(|(_, at)| *at == now);
+            if batch.len() < read {
+                tracing::debug!(
+                    dropped = read - batch.len(),
+                    "Records read before a rebalance left to their partition's owner."
+                );
+            }
+            if !batch.is_empty() {
+                return Some(batch.into_iter().map(|(delivery, _)| delivery).collect());
             }
         }
-        Some(batch)
     }
 
     async fn settle(&mut self, acks: Vec<KafkaAck>, result: Result<(), String>) {

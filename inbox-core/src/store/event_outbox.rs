@@ -11,7 +11,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use super::{Store, StoreResult, StoreTx, on_pool, on_tx};
 use crate::envelope::{DomainEvent, DomainEventKind, SCHEMA_VERSION};
 use crate::ids::{ContactId, ConversationId};
 use crate::model::{Actor, from_millis};
@@ -22,8 +22,9 @@ const CHUNK: usize = 500;
 /// signal rather than one per store: a commit without events only costs the relay one query.
 static COMMITTED: Notify = Notify::const_new();
 
-/// PostgreSQL channel notified at the commit of a transaction that wrote events, for the relay of
-/// another process (an agent's action in `inbox web` relayed by `inbox core`).
+/// PostgreSQL channel notified at the commit of a transaction that wrote events (the trigger of
+/// migration 0007), for the relay of another process (an agent's action in `inbox web` relayed by
+/// `inbox core`).
 const CHANNEL: &str = "inbox_events";
 
 pub(crate) fn committed() {
@@ -93,35 +94,54 @@ impl StoreTx {
                 qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
             })?;
         }
-        if let StoreTx::Postgres(tx) = self {
-            // Delivered at commit, and only then.
-            let conn: &mut sqlx::PgConnection = &mut *tx;
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(conn)
-                .await?;
-        }
+        // On PostgreSQL the table's trigger notifies the other processes' relays at commit.
         Ok(())
     }
 }
 
 impl Store {
-    /// The oldest events not yet relayed, in `seq` order, each with its `seq` set.
-    pub async fn pending_stream_events(&self, limit: u32) -> StoreResult<Vec<DomainEvent>> {
+    /// The oldest events not yet relayed, in `seq` order, each with its `seq` set; rows that no
+    /// longer decode come apart, so that one bad row cannot stop the stream.
+    pub async fn pending_stream_events(&self, limit: u32) -> StoreResult<PendingEvents> {
         let rows: Vec<(i64, String)> = on_pool!(self, pool, Db => sqlx::query_as::<Db, (i64, String)>(
             "SELECT seq, payload FROM event_outbox ORDER BY seq LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await)?;
-        rows.into_iter()
-            .map(|(seq, payload)| {
-                let mut event = DomainEvent::from_json(payload.as_bytes())
-                    .map_err(|e| StoreError::Corrupt(format!("event outbox row {seq}: {e}")))?;
-                event.seq = Some(seq);
-                Ok(event)
-            })
-            .collect()
+        let mut pending = PendingEvents::default();
+        for (seq, payload) in rows {
+            match DomainEvent::from_json(payload.as_bytes()) {
+                Ok(mut event) => {
+                    event.seq = Some(seq);
+                    pending.events.push(event);
+                }
+                Err(error) => pending.undecodable.push(UndecodableEvent {
+                    seq,
+                    error: format!("event outbox row {seq}: {error}"),
+                    payload,
+                }),
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Moves rows that do not decode to the dead letters (source `event_outbox`), with their error.
+    pub async fn dead_letter_stream_events(&self, rows: &[UndecodableEvent]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for row in rows {
+            tx.insert_dead_letter("event_outbox", None, &row.payload, &row.error)
+                .await?;
+        }
+        let seqs: Vec<i64> = rows.iter().map(|row| row.seq).collect();
+        for chunk in seqs.chunks(CHUNK) {
+            on_tx!(&mut tx, conn, Db => delete_query::<Db>(chunk)
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        tx.commit().await
     }
 
     /// Forgets relayed events. By their `seq`s, not a range: a transaction that took a lower `seq`
@@ -156,7 +176,7 @@ impl Store {
         Ok(())
     }
 
-    /// Events waiting for the relay (for `/metrics` and tests).
+    /// How many events wait for the relay.
     pub async fn stream_backlog(&self) -> StoreResult<i64> {
         Ok(on_pool!(self, pool, Db => sqlx::query_scalar::<Db, i64>(
             "SELECT COUNT(*) FROM event_outbox",
@@ -191,6 +211,35 @@ where
     qb
 }
 
+/// What the relay takes from the outbox in one round.
+#[derive(Debug, Default)]
+pub struct PendingEvents {
+    pub events: Vec<DomainEvent>,
+    pub undecodable: Vec<UndecodableEvent>,
+}
+
+impl PendingEvents {
+    /// Rows taken, decodable or not.
+    pub fn len(&self) -> usize {
+        self.events.len() + self.undecodable.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An outbox row whose payload does not decode as a [`DomainEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndecodableEvent {
+    pub seq: i64,
+    pub payload: String,
+    pub error: String,
+}
+
+/// A wakeup armed by [`EventWakeup::arm`].
+pub type Armed = std::pin::Pin<Box<tokio::sync::futures::Notified<'static>>>;
+
 /// See [`Store::event_wakeup`].
 #[derive(Debug)]
 pub struct EventWakeup {
@@ -217,18 +266,14 @@ impl EventWakeup {
 
     /// Arms the wakeup: a commit from now on ends the next [`EventWakeup::wait`]. Call before
     /// looking for events, so a commit while they are published is not missed.
-    pub fn arm(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'static>>> {
+    pub fn arm(&self) -> Armed {
         let mut notified = Box::pin(COMMITTED.notified());
         notified.as_mut().enable();
         notified
     }
 
     /// Returns at a commit (armed before), a notification from another process, or after `poll`.
-    pub async fn wait(
-        &mut self,
-        armed: std::pin::Pin<Box<tokio::sync::futures::Notified<'static>>>,
-        poll: Duration,
-    ) {
+    pub async fn wait(&mut self, armed: Armed, poll: Duration) {
         let sleep = pin!(tokio::time::sleep(poll));
         let lost = match &mut self.listener {
             None => {

@@ -24,8 +24,8 @@ pub use accounts::{
 };
 pub use canned::{CannedReply, CannedReplyId, CannedReplyInput};
 pub use contacts::{ContactMerge, FilledField, MergeId};
-pub use event_outbox::EventWakeup;
 pub(crate) use event_outbox::LogRow;
+pub use event_outbox::{EventWakeup, PendingEvents, UndecodableEvent};
 pub use queries::{
     ConversationFilter, ConversationPage, ConversationPatch, ConversationState, KnownExternalId,
     MessagePage, NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,

@@ -49,10 +49,9 @@ use sqlx::{Database, Encode, FromRow, PgConnection, QueryBuilder, Type};
 use utoipa::ToSchema;
 
 use super::queries::PageCursor;
-use super::{Store, StoreError, StoreResult, on_pool, on_tx};
-use crate::envelope::{DomainEvent, DomainEventKind};
+use super::{LogRow, Store, StoreError, StoreResult, on_pool, on_tx};
 use crate::ids::{AgentId, ContactId, ConversationId, MessageId};
-use crate::model::{ConversationStatus, Direction, from_millis, to_millis};
+use crate::model::{Actor, ConversationStatus, Direction, from_millis, to_millis};
 
 /// The tab counts stop at this many: counting beyond it would cost more than the number is worth
 /// (the UI shows "10000+").
@@ -748,13 +747,18 @@ impl Store {
         if done == 0 {
             return Ok(false);
         }
-        let now = Utc::now();
-        let event = DomainEvent {
-            change: Some("read".to_owned()),
-            actor_kind: Some("agent".to_owned()),
-            actor_id: Some(agent.to_string()),
-            ..DomainEvent::new(DomainEventKind::ConversationUpdated, conversation_id, now)
-        };
+        // Told like a log row, though it writes none.
+        let event = LogRow {
+            id: uuid::Uuid::now_v7(),
+            conversation_id,
+            kind: "read",
+            actor: Actor::Agent(agent),
+            contact_id: None,
+            message_id: None,
+            data: &serde_json::json!({}),
+            at: to_millis(Utc::now()),
+        }
+        .event();
         tx.insert_stream_events(&[event]).await?;
         tx.commit().await?;
         Ok(true)
