@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use inbox_connectors::runner::OutboundRunner;
 use inbox_connectors::sources::SourceRunner;
-use inbox_connectors::webhook::{self, WebhookState};
-use inbox_connectors::{ChannelDirectory, Registry, SourceContext};
+use inbox_connectors::{ChannelDirectory, IntakeContext, Registry, SourceContext};
 use inbox_core::bus::Bus;
 use inbox_core::bus::kafka::KafkaBus;
 use inbox_core::bus::local::LocalBus;
@@ -168,6 +167,9 @@ impl Application {
         let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(
             object_store::local::LocalFileSystem::new_with_prefix(&blob_dir)?,
         );
+        // The channel kinds of this build: sources, sinks, intake routes, and the catalog the web
+        // side creates and tests channels with.
+        let registry = Registry::with_builtin_blobs(blobs.clone());
         let bus: Arc<dyn Bus> = match &config.kafka {
             None => {
                 let (bus, partitions, outbound) = LocalBus::new(config.partitions());
@@ -184,7 +186,7 @@ impl Application {
                     tracing::info!(requeued, "Requeued undelivered replies.");
                 }
                 runner = Some(tokio::spawn(
-                    outbound_runner(&directory, &bus, &blobs, &config)
+                    outbound_runner(&registry, &directory, &bus, &config)
                         .run(outbound, shutdown.clone()),
                 ));
                 bus
@@ -210,7 +212,7 @@ impl Application {
                 if roles.connectors {
                     let consumer = kafka.outbound_consumer(kafka_bus.clone())?;
                     runner = Some(tokio::spawn(
-                        outbound_runner(&directory, &bus, &blobs, &config)
+                        outbound_runner(&registry, &directory, &bus, &config)
                             .run(consumer, shutdown.clone()),
                     ));
                 }
@@ -223,7 +225,7 @@ impl Application {
         if roles.connectors {
             background.push(tokio::spawn(
                 SourceRunner {
-                    registry: Registry::with_builtin_blobs(blobs.clone()),
+                    registry: registry.clone(),
                     directory: directory.clone(),
                     ctx: SourceContext {
                         bus: bus.clone(),
@@ -276,10 +278,12 @@ impl Application {
                     )
                     .with_trusted_proxies(TrustedProxies::new(config.web.trusted_proxies.clone())),
                 ),
+                catalog: Arc::new(registry.clone()),
+                ingest: Arc::new(config.ingest()),
             }));
         }
         if roles.connectors {
-            app = app.merge(webhook::router(WebhookState {
+            app = app.merge(registry.intake_routes(&IntakeContext {
                 directory,
                 bus: bus.clone(),
             }));
@@ -355,13 +359,13 @@ fn worker(
 }
 
 fn outbound_runner(
+    registry: &Registry,
     directory: &Arc<dyn ChannelDirectory>,
     bus: &Arc<dyn Bus>,
-    blobs: &Arc<dyn object_store::ObjectStore>,
     config: &Config,
 ) -> OutboundRunner {
     OutboundRunner {
-        registry: Registry::with_builtin_blobs(blobs.clone()),
+        registry: registry.clone(),
         directory: directory.clone(),
         bus: bus.clone(),
         retry: config.delivery,

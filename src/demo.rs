@@ -70,13 +70,13 @@ pub async fn seed(store: &Store, base_url: &str) -> anyhow::Result<Seeded> {
         .channels()
         .await?
         .into_iter()
-        .find(|c| c.name == CHANNEL_NAME && c.kind == ChannelKind::Webhook);
+        .find(|c| c.name == CHANNEL_NAME && c.kind == ChannelKind::WEBHOOK);
     let channel = match existing {
         Some(channel) => channel,
         None => {
             let channel = store
                 .create_channel(
-                    ChannelKind::Webhook,
+                    ChannelKind::WEBHOOK,
                     CHANNEL_NAME,
                     json!({"outbound_url": format!("{base_url}{RECEIVER_PATH}")}),
                     &inbox_connectors::webhook::new_secret(),
@@ -128,7 +128,7 @@ async fn seed_conversations(store: &Store, channel: &Channel) -> anyhow::Result<
             InboundRecord::Event(InboundEvent::Message(InboundMessage {
                 id: MessageId::new(),
                 channel_id: channel.id,
-                channel_kind: ChannelKind::Webhook,
+                channel_kind: ChannelKind::WEBHOOK,
                 external_id: format!("demo-{i}"),
                 thread: ThreadHints::default(),
                 from: Party {

@@ -167,9 +167,16 @@ impl OutboundRunner {
             .ok_or_else(|| {
                 DeliveryError::permanent(format!("channel {} does not exist", message.channel_id))
             })?;
-        if !channel.enabled {
+        if channel.deleted_at.is_some() {
             return Err(DeliveryError::permanent(format!(
-                "channel {} is disabled",
+                "channel {} was deleted",
+                channel.id
+            )));
+        }
+        // Paused: retried, so a reply written during a short pause goes out once it is resumed.
+        if !channel.enabled {
+            return Err(DeliveryError::transient(format!(
+                "channel {} is paused",
                 channel.id
             )));
         }

@@ -1,6 +1,6 @@
-//! Supervises channel sources: starts one task per enabled channel whose kind polls (email),
-//! stops it when the channel is disabled or removed, restarts it with backoff when it fails.
-//! Channels added at runtime are picked up within [`RESCAN`].
+//! Supervises channel sources: starts one task per active channel whose kind polls (email),
+//! stops it when the channel is paused or deleted, restarts it when its config changes, and with
+//! backoff when it fails. Channel changes at runtime are picked up within [`RESCAN`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +17,13 @@ const RESCAN: Duration = Duration::from_secs(2);
 /// A source that ran this long before failing was healthy: its backoff starts over.
 const HEALTHY: Duration = Duration::from_secs(60);
 
+/// A source task and the channel as it was started.
+struct Running {
+    channel: inbox_core::model::Channel,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SourceRunner {
     pub registry: Registry,
@@ -26,33 +33,42 @@ pub struct SourceRunner {
 
 impl SourceRunner {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut running: HashMap<ChannelId, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+        let mut running: HashMap<ChannelId, Running> = HashMap::new();
         loop {
             match self.directory.channels().await {
                 Ok(channels) => {
                     let wanted: HashMap<ChannelId, _> = channels
                         .into_iter()
-                        .filter(|c| c.enabled)
+                        .filter(|c| c.is_active())
                         .filter_map(|c| {
                             let connector = self.registry.get(c.kind)?.clone();
                             connector.has_source().then_some((c.id, (c, connector)))
                         })
                         .collect();
-                    running.retain(|id, (stop, _)| {
-                        let keep = wanted.contains_key(id);
+                    running.retain(|id, source| {
+                        let wanted = wanted.get(id).map(|(channel, _)| channel);
+                        let keep = wanted.is_some_and(|c| {
+                            c.config == source.channel.config && c.secret == source.channel.secret
+                        });
                         if !keep {
-                            tracing::info!(channel_id = %id, "Stopping source.");
-                            stop.cancel();
+                            let why = if wanted.is_some() {
+                                "config changed"
+                            } else {
+                                "paused or deleted"
+                            };
+                            tracing::info!(channel_id = %id, why, "Stopping source.");
+                            source.stop.cancel();
                         }
                         keep
                     });
                     for (id, (channel, connector)) in wanted {
                         if running
                             .get(&id)
-                            .is_some_and(|(_, task)| !task.is_finished())
+                            .is_some_and(|source| !source.task.is_finished())
                         {
                             continue;
                         }
+                        let running_channel = channel.clone();
                         let stop = shutdown.child_token();
                         let ctx = self.ctx.clone();
                         let task_stop = stop.clone();
@@ -89,7 +105,14 @@ impl SourceRunner {
                                 backoff = (backoff * 2).min(Duration::from_secs(60));
                             }
                         });
-                        running.insert(id, (stop, task));
+                        running.insert(
+                            id,
+                            Running {
+                                channel: running_channel,
+                                stop,
+                                task,
+                            },
+                        );
                     }
                 }
                 Err(error) => tracing::warn!(%error, "Channels not readable; retrying."),
@@ -99,9 +122,9 @@ impl SourceRunner {
                 _ = tokio::time::sleep(RESCAN) => {}
             }
         }
-        for (_, (stop, task)) in running {
-            stop.cancel();
-            let _ = task.await;
+        for source in running.into_values() {
+            source.stop.cancel();
+            let _ = source.task.await;
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::channel_rules::IdentityScope;
 use crate::envelope::ChannelKind;
 use crate::ids::ChannelId;
 use crate::model::Identity;
@@ -45,22 +46,28 @@ impl fmt::Display for EmailAddress {
     }
 }
 
-/// The identity a sender's handle maps to. Webhook user ids are only unique within one integration,
-/// so they are namespaced by channel; the other kinds' handles are global to their network.
-pub fn channel_identity(kind: ChannelKind, channel_id: ChannelId, handle: &str) -> Identity {
+/// The identity a sender's handle maps to, scoped as the channel's rules say: webhook user ids
+/// are only unique within one integration, so they are namespaced by channel; a chat network's
+/// handles are global to it; email addresses are normalized.
+pub fn channel_identity(
+    scope: IdentityScope,
+    kind: ChannelKind,
+    channel_id: ChannelId,
+    handle: &str,
+) -> Identity {
     let handle = handle.trim();
-    match kind {
-        ChannelKind::Webhook => Identity {
-            namespace: format!("webhook:{channel_id}"),
+    match scope {
+        IdentityScope::Channel => Identity {
+            namespace: format!("{kind}:{channel_id}"),
             handle: handle.to_owned(),
         },
-        ChannelKind::Email => Identity {
+        IdentityScope::Email => Identity {
             namespace: EMAIL_NAMESPACE.to_owned(),
             handle: EmailAddress::parse(handle)
                 .map(|e| e.0)
                 .unwrap_or_else(|_| handle.to_lowercase()),
         },
-        ChannelKind::Telegram | ChannelKind::Mastodon => Identity {
+        IdentityScope::Network => Identity {
             namespace: kind.as_str().to_owned(),
             handle: handle.to_owned(),
         },
@@ -101,17 +108,42 @@ mod tests {
 
     #[test]
     fn webhook_handles_are_scoped_to_their_channel() {
-        let a = channel_identity(ChannelKind::Webhook, ChannelId::new(), "42");
-        let b = channel_identity(ChannelKind::Webhook, ChannelId::new(), "42");
+        let a = channel_identity(
+            IdentityScope::Channel,
+            ChannelKind::WEBHOOK,
+            ChannelId::new(),
+            "42",
+        );
+        let b = channel_identity(
+            IdentityScope::Channel,
+            ChannelKind::WEBHOOK,
+            ChannelId::new(),
+            "42",
+        );
         assert_ne!(a, b);
-        let t1 = channel_identity(ChannelKind::Telegram, ChannelId::new(), "42");
-        let t2 = channel_identity(ChannelKind::Telegram, ChannelId::new(), "42");
+        let t1 = channel_identity(
+            IdentityScope::Network,
+            ChannelKind::named("telegram"),
+            ChannelId::new(),
+            "42",
+        );
+        let t2 = channel_identity(
+            IdentityScope::Network,
+            ChannelKind::named("telegram"),
+            ChannelId::new(),
+            "42",
+        );
         assert_eq!(t1, t2);
     }
 
     #[test]
     fn email_channel_handles_share_the_email_namespace() {
-        let id = channel_identity(ChannelKind::Email, ChannelId::new(), "Ada@Example.com");
+        let id = channel_identity(
+            IdentityScope::Email,
+            ChannelKind::EMAIL,
+            ChannelId::new(),
+            "Ada@Example.com",
+        );
         assert_eq!(
             id,
             email_identity(&EmailAddress::parse("ada@example.com").unwrap())

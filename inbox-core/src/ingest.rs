@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::channel_rules::ChannelRules;
 use crate::envelope::{
-    Automated, ChannelKind, DeliveryReport, DeliveryStatus, DomainEvent, InboundEvent,
-    InboundMessage,
+    Automated, DeliveryReport, DeliveryStatus, DomainEvent, InboundEvent, InboundMessage,
 };
 use crate::identity::{EmailAddress, channel_identity, email_identity};
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
@@ -21,8 +21,8 @@ use crate::model::{
     Actor, Channel, ConversationStatus, Direction, EventKind, Identity, ThreadReason, to_millis,
 };
 use crate::store::{
-    ConversationState, KnownExternalId, NewContact, NewEvent, NewIdentity, NewMessage, Store,
-    StoreError, StoreTx,
+    ConversationState, DeadLetterId, KnownExternalId, NewContact, NewEvent, NewIdentity,
+    NewMessage, Resolution, Store, StoreError, StoreTx,
 };
 use crate::threading::{self, Candidate, Candidates, Placement, ThreadingPolicy};
 
@@ -115,11 +115,90 @@ pub async fn ingest(
     Ok(report)
 }
 
+/// What replaying a dead letter did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayOutcome {
+    /// Stored now; the dead letter is settled with a link to the message.
+    Stored {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    },
+    /// It had been stored already (it came in again another way); settled, nothing added.
+    Duplicate {
+        message_id: MessageId,
+    },
+    /// Still not storable; the dead letter keeps the new reason.
+    Failed {
+        error: String,
+    },
+    /// Settled before (by an earlier replay or a discard); nothing done.
+    AlreadySettled {
+        resolution: Resolution,
+    },
+    NotFound,
+}
+
+/// Runs a dead letter's input through the funnel again, in one transaction with the dead letter's
+/// update: stored → settled, failing → its error updated (never a second row), stored before →
+/// settled as a duplicate (never a second message). `record` is the input as it is now known
+/// (decoded from the payload, or re-parsed from its raw source by its kind).
+pub async fn replay(
+    store: &Store,
+    id: DeadLetterId,
+    record: InboundRecord,
+    settings: &IngestSettings,
+) -> Result<ReplayOutcome, IngestError> {
+    let mut tx = store.begin().await?;
+    let Some(letter) = tx.lock_dead_letter(id).await? else {
+        return Ok(ReplayOutcome::NotFound);
+    };
+    if let Some(resolution) = letter.resolution {
+        return Ok(ReplayOutcome::AlreadySettled { resolution });
+    }
+    let records = [record];
+    let mut batch = Batch::new(&records, settings);
+    batch.replaying = Some(id);
+    let report = batch.run(&mut tx).await?;
+    let outcome = match report.outcomes.into_iter().next() {
+        Some(Outcome::Stored {
+            message_id,
+            conversation_id,
+            ..
+        }) => {
+            tx.replay_settled(id, Resolution::Stored, message_id)
+                .await?;
+            ReplayOutcome::Stored {
+                message_id,
+                conversation_id,
+            }
+        }
+        Some(Outcome::Duplicate { message_id, .. }) => {
+            tx.replay_settled(id, Resolution::Duplicate, message_id)
+                .await?;
+            ReplayOutcome::Duplicate { message_id }
+        }
+        Some(Outcome::DeliveryRecorded { message_id }) => {
+            tx.replay_settled(id, Resolution::Stored, message_id)
+                .await?;
+            ReplayOutcome::Duplicate { message_id }
+        }
+        Some(Outcome::DeadLettered { error }) => {
+            tx.replay_failed(id, &error).await?;
+            ReplayOutcome::Failed { error }
+        }
+        None => ReplayOutcome::Failed {
+            error: "nothing to replay".into(),
+        },
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
 /// A message that passed validation, with its normalized values.
 struct ValidMessage {
     index: usize,
     message: InboundMessage,
-    kind: ChannelKind,
+    rules: ChannelRules,
     identity: Identity,
     verified_email: Option<EmailAddress>,
     sent_at: i64,
@@ -131,11 +210,21 @@ struct ValidMessage {
     subject_key: Option<String>,
 }
 
+/// A record of the batch that cannot be stored.
+struct DeadRecord {
+    channel: Option<ChannelId>,
+    payload: String,
+    error: String,
+}
+
 struct Batch<'a> {
     records: &'a [InboundRecord],
     settings: &'a IngestSettings,
     outcomes: Vec<Option<Outcome>>,
-    dead: Vec<(usize, Option<ChannelId>, String, String)>,
+    dead: Vec<DeadRecord>,
+    /// Set when the batch is a dead letter's replay: a failure updates that row instead of
+    /// adding one.
+    replaying: Option<DeadLetterId>,
 }
 
 impl<'a> Batch<'a> {
@@ -145,6 +234,7 @@ impl<'a> Batch<'a> {
             settings,
             outcomes: vec![None; records.len()],
             dead: Vec::new(),
+            replaying: None,
         }
     }
 
@@ -158,7 +248,11 @@ impl<'a> Batch<'a> {
         self.outcomes[index] = Some(Outcome::DeadLettered {
             error: error.clone(),
         });
-        self.dead.push((index, channel, payload, error));
+        self.dead.push(DeadRecord {
+            channel,
+            payload,
+            error,
+        });
     }
 
     async fn run(mut self, tx: &mut StoreTx) -> Result<IngestReport, IngestError> {
@@ -242,9 +336,14 @@ impl<'a> Batch<'a> {
                 );
             }
         }
-        for (_, channel, payload, error) in &self.dead {
-            tracing::warn!(channel_id = ?channel, %error, "Dead-lettered an inbound record.");
-            tx.insert_dead_letter("inbound", *channel, payload, error)
+        for dead in &self.dead {
+            let (channel_id, error) = (dead.channel, &dead.error);
+            if self.replaying.is_some() {
+                tracing::info!(?channel_id, %error, "Replayed dead letter still fails.");
+                continue;
+            }
+            tracing::warn!(?channel_id, %error, "Dead-lettered an inbound record.");
+            tx.insert_dead_letter("inbound", dead.channel, &dead.payload, &dead.error)
                 .await?;
         }
         let outcomes = self
@@ -438,7 +537,7 @@ impl<'a> Batch<'a> {
                 .and_then(|key| subjects.get(&(contact, m.channel_id, key.clone())))
                 .copied();
             let placement = threading::place(
-                c.kind,
+                &c.rules,
                 Candidates {
                     reply_target: reply_target.and_then(|id| conversations.get(&id)),
                     token: token_id.and_then(|id| conversations.get(&id)),
@@ -698,8 +797,10 @@ fn validate(
     settings: &IngestSettings,
 ) -> Result<ValidMessage, String> {
     let channel = channel.ok_or_else(|| format!("channel_id: unknown channel {}", m.channel_id))?;
-    if !channel.enabled {
-        return Err(format!("channel_id: channel {} is disabled", m.channel_id));
+    // A paused channel's intake refuses new input, but what it accepted before the pause is
+    // stored; a deleted channel's is not.
+    if channel.deleted_at.is_some() {
+        return Err(format!("channel_id: channel {} is deleted", m.channel_id));
     }
     if channel.kind != m.channel_kind {
         return Err(format!(
@@ -742,12 +843,14 @@ fn validate(
     Ok(ValidMessage {
         index: 0,
         message: m.clone(),
-        kind: channel.kind,
-        identity: channel_identity(channel.kind, channel.id, handle),
+        rules: channel.rules,
+        identity: channel_identity(channel.rules.identity, channel.kind, channel.id, handle),
         verified_email,
         sent_at: sent.at,
         claimed_sent_at: sent.claimed,
-        token: (channel.kind == ChannelKind::Email)
+        token: channel
+            .rules
+            .reply_token
             .then(|| {
                 m.to.iter()
                     .map(|p| p.handle.as_str())
@@ -755,7 +858,9 @@ fn validate(
                     .find_map(threading::find_reply_token)
             })
             .flatten(),
-        subject_key: (channel.kind == ChannelKind::Email)
+        subject_key: channel
+            .rules
+            .subject
             .then(|| {
                 m.thread
                     .subject

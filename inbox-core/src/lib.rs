@@ -3,6 +3,8 @@
 
 pub mod actions;
 pub mod bus;
+pub mod channel_catalog;
+pub mod channel_rules;
 pub mod envelope;
 pub mod event_relay;
 pub mod file_name;
@@ -12,6 +14,7 @@ pub mod ingest;
 pub mod model;
 pub mod passwords;
 pub mod relay;
+pub mod replay;
 pub mod store;
 pub mod threading;
 pub mod timers;

@@ -4,6 +4,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::channel_rules::ChannelRules;
 use crate::envelope::{ChannelKind, DeliveryStatus};
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
 
@@ -27,8 +28,21 @@ pub struct Channel {
     /// Shared signing secret; never serialized into API responses.
     #[serde(skip_serializing)]
     pub secret: String,
+    /// False while paused: its intake refuses (retryably) and its source stops reading.
     pub enabled: bool,
+    /// What the funnel does with its messages (from its kind, fixed at creation).
+    pub rules: ChannelRules,
     pub created_at: DateTime<Utc>,
+    /// Set when deleted: it neither receives nor sends, and its history stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Channel {
+    /// Enabled and not deleted.
+    pub fn is_active(&self) -> bool {
+        self.enabled && self.deleted_at.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,15 +328,4 @@ pub struct ConversationEvent {
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     pub at: DateTime<Utc>,
-}
-
-/// An input that could not be stored, kept with its error for operators to inspect and replay.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub id: String,
-    pub source: String,
-    pub channel_id: Option<String>,
-    pub payload: String,
-    pub error: String,
-    pub created_at: DateTime<Utc>,
 }

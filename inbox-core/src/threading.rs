@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::envelope::ChannelKind;
+use crate::channel_rules::ChannelRules;
 use crate::ids::ConversationId;
 use crate::model::{ConversationStatus, ThreadReason};
 use crate::store::ConversationState;
@@ -69,7 +69,7 @@ fn resolved_within(c: &ConversationState, window: Duration, at_ms: i64) -> bool 
 
 /// Decides the conversation of an inbound message (`at_ms`: the message's time).
 pub fn place(
-    kind: ChannelKind,
+    rules: &ChannelRules,
     candidates: Candidates<'_>,
     policy: &ThreadingPolicy,
     at_ms: i64,
@@ -78,17 +78,16 @@ pub fn place(
     if candidates.reply_target.is_some() {
         return existing(ThreadReason::ReplyReference, Candidate::ReplyTarget);
     }
-    if kind == ChannelKind::Email {
-        if candidates.token.is_some() {
-            return existing(ThreadReason::ReplyToken, Candidate::Token);
-        }
-        if let Some(subject) = candidates.subject
-            && resolved_within(subject, policy.subject_window, at_ms)
-        {
-            return existing(ThreadReason::Subject, Candidate::Subject);
-        }
+    if rules.reply_token && candidates.token.is_some() {
+        return existing(ThreadReason::ReplyToken, Candidate::Token);
     }
-    if kind.is_chat_like()
+    if rules.subject
+        && let Some(subject) = candidates.subject
+        && resolved_within(subject, policy.subject_window, at_ms)
+    {
+        return existing(ThreadReason::Subject, Candidate::Subject);
+    }
+    if rules.latest_conversation
         && let Some(latest) = candidates.latest
         && resolved_within(latest, policy.chat_reopen_window, at_ms)
     {
@@ -187,7 +186,7 @@ mod tests {
         let target = conversation(ConversationStatus::Resolved, Some(0));
         let latest = conversation(ConversationStatus::Open, None);
         let placement = place(
-            ChannelKind::Webhook,
+            &ChannelRules::CHANNEL_CHAT,
             Candidates {
                 reply_target: Some(&target),
                 latest: Some(&latest),
@@ -214,7 +213,7 @@ mod tests {
         ] {
             let latest = conversation(status, None);
             let placement = place(
-                ChannelKind::Telegram,
+                &ChannelRules::NETWORK_CHAT,
                 Candidates {
                     latest: Some(&latest),
                     ..Candidates::default()
@@ -240,9 +239,9 @@ mod tests {
             latest: Some(&resolved),
             ..Candidates::default()
         };
-        let within = place(ChannelKind::Webhook, latest, &policy, 33 * HOUR);
+        let within = place(&ChannelRules::CHANNEL_CHAT, latest, &policy, 33 * HOUR);
         assert!(matches!(within, Placement::Existing { .. }));
-        let after = place(ChannelKind::Webhook, latest, &policy, 35 * HOUR);
+        let after = place(&ChannelRules::CHANNEL_CHAT, latest, &policy, 35 * HOUR);
         assert_eq!(after, Placement::New);
     }
 
@@ -250,7 +249,7 @@ mod tests {
     fn email_never_uses_the_latest_conversation_rule() {
         let latest = conversation(ConversationStatus::Open, None);
         let placement = place(
-            ChannelKind::Email,
+            &ChannelRules::MAIL,
             Candidates {
                 latest: Some(&latest),
                 ..Candidates::default()
@@ -265,7 +264,7 @@ mod tests {
     fn nothing_known_opens_a_new_conversation() {
         assert_eq!(
             place(
-                ChannelKind::Webhook,
+                &ChannelRules::CHANNEL_CHAT,
                 Candidates::default(),
                 &ThreadingPolicy::default(),
                 0
@@ -285,7 +284,7 @@ mod tests {
             ..Candidates::default()
         };
         assert_eq!(
-            place(ChannelKind::Email, both, &policy, HOUR),
+            place(&ChannelRules::MAIL, both, &policy, HOUR),
             Placement::Existing {
                 reason: ThreadReason::ReplyToken,
                 candidate: Candidate::Token
@@ -296,7 +295,7 @@ mod tests {
             ..Candidates::default()
         };
         assert_eq!(
-            place(ChannelKind::Email, only_subject, &policy, HOUR),
+            place(&ChannelRules::MAIL, only_subject, &policy, HOUR),
             Placement::Existing {
                 reason: ThreadReason::Subject,
                 candidate: Candidate::Subject
@@ -309,12 +308,12 @@ mod tests {
             ..Candidates::default()
         };
         assert_eq!(
-            place(ChannelKind::Email, stale, &policy, 15 * 24 * HOUR),
+            place(&ChannelRules::MAIL, stale, &policy, 15 * 24 * HOUR),
             Placement::New
         );
         // Chat channels ignore tokens and subjects.
         assert_eq!(
-            place(ChannelKind::Webhook, both, &policy, HOUR),
+            place(&ChannelRules::CHANNEL_CHAT, both, &policy, HOUR),
             Placement::New
         );
     }

@@ -228,7 +228,7 @@ fn message_from(channel_id: ChannelId, handle: &str, external_id: &str) -> Inbou
     InboundMessage {
         id: MessageId::new(),
         channel_id,
-        channel_kind: ChannelKind::Webhook,
+        channel_kind: ChannelKind::WEBHOOK,
         external_id: external_id.to_owned(),
         thread: ThreadHints::default(),
         from: Party {
@@ -273,7 +273,7 @@ fn outbound(conversation_id: ConversationId, text: &str) -> OutboundMessage {
         id: MessageId::new(),
         conversation_id,
         channel_id: ChannelId::new(),
-        channel_kind: ChannelKind::Webhook,
+        channel_kind: ChannelKind::WEBHOOK,
         to: Party {
             handle: "u-1".into(),
             ..Party::default()

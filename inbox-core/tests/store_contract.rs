@@ -28,7 +28,7 @@ contract!(channels_and_agents, |store| async move {
     // Channels.
     let first = store
         .create_channel(
-            ChannelKind::Webhook,
+            ChannelKind::WEBHOOK,
             "test",
             json!({"url": "https://example.com/out"}),
             "secret",
@@ -36,12 +36,12 @@ contract!(channels_and_agents, |store| async move {
         .await
         .unwrap();
     let second = store
-        .create_channel(ChannelKind::Telegram, "bot", json!({}), "s2")
+        .create_channel(ChannelKind::named("telegram"), "bot", json!({}), "s2")
         .await
         .unwrap();
     let read = store.channel(first.id).await.unwrap().expect("channel");
     assert_eq!(read.id, first.id);
-    assert_eq!(read.kind, ChannelKind::Webhook);
+    assert_eq!(read.kind, ChannelKind::WEBHOOK);
     assert_eq!(read.name, "test");
     assert_eq!(read.config, json!({"url": "https://example.com/out"}));
     assert_eq!(read.secret, "secret");
@@ -52,7 +52,7 @@ contract!(channels_and_agents, |store| async move {
     let all = store.channels().await.unwrap();
     let ids: Vec<ChannelId> = all.iter().map(|c| c.id).collect();
     assert_eq!(ids, vec![first.id, second.id], "creation order");
-    assert_eq!(all[1].kind, ChannelKind::Telegram);
+    assert_eq!(all[1].kind, ChannelKind::named("telegram"));
 
     assert!(store.disable_channel(first.id).await.unwrap());
     assert!(!store.channel(first.id).await.unwrap().unwrap().enabled);
@@ -714,17 +714,53 @@ contract!(ordering, |store| async move {
     );
 });
 
+contract!(
+    a_paused_channel_stores_what_it_accepted,
+    |store| async move {
+        // Pausing stops the intake; what was already on the bus is stored, not dead-lettered.
+        let channel = webhook_channel(&store).await;
+        assert!(store.disable_channel(channel.id).await.unwrap());
+        let paused = store.channel(channel.id).await.unwrap().unwrap();
+        assert!(!paused.enabled && paused.deleted_at.is_none());
+        let in_flight = inbound(&channel, "in-flight", "42", "sent before the pause");
+        let report = ingest_batch(
+            &store,
+            &[InboundRecord::Event(InboundEvent::Message(
+                in_flight.clone(),
+            ))],
+        )
+        .await;
+        assert_eq!(stored(&report.outcomes[0]).0, in_flight.id);
+        // Deleted, restored: the same channel, its rules kept.
+        assert!(store.delete_channel(channel.id).await.unwrap());
+        let deleted = store.channel(channel.id).await.unwrap().unwrap();
+        assert!(deleted.deleted_at.is_some());
+        let restore = inbox_core::store::ChannelUpdate {
+            deleted: Some(false),
+            enabled: Some(true),
+            ..Default::default()
+        };
+        let restored = store
+            .update_channel(channel.id, &restore)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(restored.is_active());
+        assert_eq!(restored.rules, channel.rules);
+    }
+);
+
 contract!(dead_letters, |store| async move {
     let channel = webhook_channel(&store).await;
     let disabled = webhook_channel(&store).await;
-    store.disable_channel(disabled.id).await.unwrap();
+    store.delete_channel(disabled.id).await.unwrap();
 
     let valid_first = inbound(&channel, "ok-1", "42", "valid");
     let mut unknown_channel = inbound(&channel, "bad-1", "42", "x");
     unknown_channel.channel_id = ChannelId::new();
     let on_disabled = inbound(&disabled, "bad-2", "42", "x");
     let mut wrong_kind = inbound(&channel, "bad-3", "42", "x");
-    wrong_kind.channel_kind = ChannelKind::Telegram;
+    wrong_kind.channel_kind = ChannelKind::named("telegram");
     let empty_external = inbound(&channel, "  ", "42", "x");
     let empty_handle = inbound(&channel, "bad-5", " ", "x");
     let mut no_content = inbound(&channel, "bad-6", "42", "   ");
@@ -770,7 +806,7 @@ contract!(dead_letters, |store| async move {
         );
     }
     assert!(dead_lettered(&outcomes[1]).contains("unknown"));
-    assert!(dead_lettered(&outcomes[2]).contains("disabled"));
+    assert!(dead_lettered(&outcomes[2]).contains("deleted"));
     assert_eq!(
         dead_lettered(&outcomes[8]),
         "invalid JSON at `.`: EOF while parsing a string"
@@ -792,7 +828,7 @@ contract!(dead_letters, |store| async move {
             .find(|l| l.payload == payload)
             .unwrap_or_else(|| panic!("dead letter of {} kept with its payload", m.external_id));
         assert_eq!(letter.source, "inbound");
-        assert_eq!(letter.channel_id, Some(m.channel_id.to_string()));
+        assert_eq!(letter.channel_id, Some(m.channel_id));
         let decoded = InboundEvent::from_json(letter.payload.as_bytes()).expect("replayable");
         assert_eq!(decoded, InboundEvent::Message((*m).clone()));
     }
@@ -1069,7 +1105,7 @@ contract!(agent_actions, |store| async move {
     assert_eq!(outbound.to.handle, "42");
     assert_eq!(outbound.thread.in_reply_to.as_deref(), Some("in-2"));
     assert_eq!(outbound.channel_id, channel.id);
-    assert_eq!(outbound.channel_kind, ChannelKind::Webhook);
+    assert_eq!(outbound.channel_kind, ChannelKind::WEBHOOK);
     assert_eq!(outbound.body.text, "Thanks, on it!");
     assert_eq!(outbound.author.as_deref(), Some("Agent Smith"));
     let pending = store.pending_outbox(10).await.unwrap();
@@ -1418,7 +1454,7 @@ contract!(delivery_reports, |store| async move {
         InboundEvent::from_json(letter.payload.as_bytes()).unwrap(),
         InboundEvent::Delivery(unknown)
     );
-    assert_eq!(letter.channel_id, Some(channel.id.to_string()));
+    assert_eq!(letter.channel_id, Some(channel.id));
 });
 
 contract!(relay_lease, |store| async move {
@@ -1707,7 +1743,7 @@ fn email(
     references: &[&str],
 ) -> inbox_core::envelope::InboundMessage {
     let mut m = inbound(channel, message_id, from, "mail body");
-    m.channel_kind = ChannelKind::Email;
+    m.channel_kind = ChannelKind::EMAIL;
     m.thread.subject = Some(subject.to_owned());
     m.thread.references = references.iter().map(|r| (*r).to_owned()).collect();
     m.thread.in_reply_to = references.last().map(|r| (*r).to_owned());
@@ -1721,7 +1757,13 @@ fn email(
 contract!(email_threading, |store| async move {
     // DESIGN §5 rules 1–3 with their reasons, and automated mail that never opens a conversation.
     let channel = store
-        .create_channel(ChannelKind::Email, "support", json!({}), "secret")
+        .add_channel(inbox_core::store::NewChannel {
+            kind: ChannelKind::EMAIL,
+            name: ("support").into(),
+            config: json!({}),
+            secret: "secret".into(),
+            rules: inbox_core::channel_rules::ChannelRules::MAIL,
+        })
         .await
         .unwrap();
     let first = email(

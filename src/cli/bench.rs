@@ -102,7 +102,7 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
     let channel = funnel_target
         .store
         .create_channel(
-            ChannelKind::Webhook,
+            ChannelKind::WEBHOOK,
             "bench",
             serde_json::json!({}),
             "secret",
@@ -150,7 +150,7 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
     let raw_channel = raw_target
         .store
         .create_channel(
-            ChannelKind::Webhook,
+            ChannelKind::WEBHOOK,
             "bench",
             serde_json::json!({}),
             "secret",
@@ -369,7 +369,7 @@ fn workload(channel_id: ChannelId, messages: usize, customers: usize) -> Vec<Inb
             InboundMessage {
                 id: MessageId::new(),
                 channel_id,
-                channel_kind: ChannelKind::Webhook,
+                channel_kind: ChannelKind::WEBHOOK,
                 external_id,
                 thread: ThreadHints {
                     references: in_reply_to.iter().cloned().collect(),

@@ -75,7 +75,7 @@ async fn prepare(
     let store = Store::open(&config.store()).await?;
     let channel = store
         .create_channel(
-            ChannelKind::Webhook,
+            ChannelKind::WEBHOOK,
             "bench live",
             serde_json::json!({}),
             "secret",

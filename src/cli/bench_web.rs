@@ -239,11 +239,11 @@ async fn seed(store: &Store, args: &WebArgs) -> anyhow::Result<Seeded> {
     let started = Instant::now();
     let channels = [
         store
-            .create_channel(ChannelKind::Webhook, "Shop", serde_json::json!({}), "s1")
+            .create_channel(ChannelKind::WEBHOOK, "Shop", serde_json::json!({}), "s1")
             .await?
             .id,
         store
-            .create_channel(ChannelKind::Webhook, "App", serde_json::json!({}), "s2")
+            .create_channel(ChannelKind::WEBHOOK, "App", serde_json::json!({}), "s2")
             .await?
             .id,
     ];

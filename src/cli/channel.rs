@@ -1,18 +1,20 @@
-//! `inbox channel add|list|remove|sync`: channels are picked up by a running server without a
-//! restart; `sync` reads a mailbox in the foreground with a progress bar.
+//! `inbox channel add|list|pause|resume|remove|sync`: `add` has one subcommand per kind of the
+//! connectors' registry; changes are picked up by a running server without a restart; `sync`
+//! reads a mailbox in the foreground with a progress bar.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use inbox_connectors::SourceContext;
 use inbox_connectors::email::imap::{self, SyncProgress};
+use inbox_connectors::{Registry, SourceContext};
 use inbox_core::bus::Bus;
 use inbox_core::bus::kafka::KafkaBus;
 use inbox_core::bus::local::LocalBus;
+use inbox_core::channel_catalog::mint_secret;
 use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ChannelId;
-use inbox_core::store::Store;
+use inbox_core::store::{ChannelUpdate, NewChannel, Store};
 use inbox_core::worker::{IngestWorker, WorkerSettings};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -22,16 +24,25 @@ use crate::directory::StoreCursors;
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
-    /// Add a channel.
-    #[command(subcommand)]
-    Add(AddCommand),
+    /// Add a channel of one of this build's kinds (each kind has its own flags).
+    Add(AddChannel),
     /// List the channels.
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Disable a channel: it stops receiving and sending; its history stays.
+    /// Pause a channel: its intake refuses (retryably) and its source stops reading.
+    Pause {
+        /// The channel id.
+        id: ChannelId,
+    },
+    /// Resume a paused channel.
+    Resume {
+        /// The channel id.
+        id: ChannelId,
+    },
+    /// Delete a channel: it stops receiving and sending; its history stays.
     Remove {
         /// The channel id.
         id: ChannelId,
@@ -54,179 +65,193 @@ pub struct SyncArgs {
     json: bool,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AddCommand {
-    /// A generic signed webhook channel.
-    Webhook(WebhookArgs),
-    /// A support mailbox: IMAP in, SMTP out.
-    Email(EmailArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct EmailArgs {
-    /// The support address customers write to; replies are sent from it.
-    #[arg(long)]
-    address: String,
-    /// Channel name (defaults to the address).
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long)]
-    imap_host: String,
-    /// Default: 993 with TLS, 143 without.
-    #[arg(long)]
-    imap_port: Option<u16>,
-    /// IMAP folder to read.
-    #[arg(long, default_value = "INBOX")]
-    mailbox: String,
-    #[arg(long)]
-    smtp_host: String,
-    /// Default: 587 with TLS (STARTTLS), 25 without.
-    #[arg(long)]
-    smtp_port: Option<u16>,
-    /// Login for IMAP and SMTP (defaults to the address).
-    #[arg(long)]
-    username: Option<String>,
-    /// Environment variable that holds the password (never stored in the database).
-    #[arg(long)]
-    password_env: String,
-    /// TLS (the default).
-    #[arg(long, conflicts_with = "plain")]
-    tls: bool,
-    /// No TLS: only for servers on a trusted local network.
-    #[arg(long)]
-    plain: bool,
-    /// PEM file of CA certificates to trust besides the public roots (a private CA).
-    #[arg(long, conflicts_with = "plain")]
-    tls_ca_file: Option<std::path::PathBuf>,
-    /// Backfill window at first start, e.g. 30d.
-    #[arg(long, default_value = "30d")]
-    since: String,
-    /// Print `{"id":…}` as JSON.
-    #[arg(long)]
+/// `inbox channel add <kind> …`: one subcommand per kind of the registry, with the kind's flags
+/// and `--json`.
+#[derive(Debug)]
+pub struct AddChannel {
+    kind: ChannelKind,
+    matches: clap::ArgMatches,
     json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct WebhookArgs {
-    #[arg(long)]
-    name: String,
-    /// Where replies are POSTed (signed JSON).
-    #[arg(long)]
-    outbound_url: Option<String>,
-    /// Print `{"id":…,"secret":…}` as JSON.
-    #[arg(long)]
-    json: bool,
+/// A kind's subcommand name: `web_chat` is `web-chat` on the command line.
+fn command_name(kind: ChannelKind) -> String {
+    kind.as_str().replace('_', "-")
+}
+
+impl clap::FromArgMatches for AddChannel {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let (name, sub) = matches
+            .subcommand()
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::MissingSubcommand))?;
+        let kind = Registry::with_builtin()
+            .connectors()
+            .map(|c| c.kind())
+            .find(|k| command_name(*k) == name)
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))?;
+        Ok(AddChannel {
+            kind,
+            json: sub.get_flag("json"),
+            matches: sub.clone(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for AddChannel {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        Registry::with_builtin().connectors().fold(
+            command
+                .subcommand_required(true)
+                .arg_required_else_help(true),
+            |command, connector| {
+                let info = connector.info();
+                let sub = clap::Command::new(command_name(connector.kind())).arg(
+                    clap::Arg::new("json")
+                        .long("json")
+                        .action(clap::ArgAction::SetTrue)
+                        .help("Print {\"id\":…} (and \"secret\" where the kind has one) as JSON"),
+                );
+                // After the kind's flags: their doc comment would replace the about.
+                let sub = connector
+                    .cli_args(sub)
+                    .about(format!("{}: {}", info.display_name, info.description));
+                command.subcommand(sub)
+            },
+        )
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+/// Creates the channel the flags describe, checked by its kind.
+async fn add(config: &Config, store: &Store, add: AddChannel) -> anyhow::Result<()> {
+    let registry = Registry::with_builtin();
+    let connector = registry
+        .get(add.kind)
+        .ok_or_else(|| anyhow::anyhow!("no {} kind in this build", add.kind))?;
+    let info = connector.info();
+    let described = connector
+        .channel_from_cli(&add.matches)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let name = described.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        anyhow::bail!("--name: 1 to 100 characters");
+    }
+    let secret = mint_secret();
+    let channel = store
+        .add_channel(NewChannel {
+            kind: add.kind,
+            name: name.to_owned(),
+            config: described.config,
+            secret: secret.clone(),
+            rules: connector.rules(),
+        })
+        .await?;
+    let intake = info.intake_path.map(|p| {
+        format!(
+            "{}{}",
+            config.base_url(config.listen),
+            p.replace("{id}", &channel.id.to_string())
+        )
+    });
+    if add.json {
+        let mut out = json!({"id": channel.id, "kind": channel.kind});
+        if info.uses_secret {
+            out["secret"] = secret.clone().into();
+        }
+        if let Some(url) = &intake {
+            out["intake_url"] = url.clone().into();
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "Created {} channel {} ({}).",
+        info.display_name, channel.name, channel.id
+    );
+    if let Some(url) = intake {
+        println!("Inbound URL: {url}");
+    }
+    if info.uses_secret {
+        println!("Signing secret (shown once): {secret}");
+    }
+    if connector.has_source() {
+        println!("A running server starts reading it within seconds.");
+    }
+    Ok(())
 }
 
 pub async fn execute(config: &Config, command: ChannelCommand) -> anyhow::Result<()> {
     let store = super::open_store(config).await?;
+    let result = run(config, &store, command).await;
+    store.close().await;
+    result
+}
+
+async fn run(config: &Config, store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
+    let set = |enabled: Option<bool>, deleted: Option<bool>| ChannelUpdate {
+        enabled,
+        deleted,
+        ..ChannelUpdate::default()
+    };
     match command {
-        ChannelCommand::Add(AddCommand::Webhook(args)) => {
-            if let Some(url) = &args.outbound_url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                anyhow::bail!("--outbound-url: must be an http(s) URL");
-            }
-            let secret = inbox_connectors::webhook::new_secret();
-            let channel = store
-                .create_channel(
-                    ChannelKind::Webhook,
-                    &args.name,
-                    json!({"outbound_url": args.outbound_url}),
-                    &secret,
-                )
-                .await?;
-            if args.json {
-                println!("{}", json!({"id": channel.id, "secret": secret}));
-            } else {
-                println!("Created webhook channel {} ({}).", channel.name, channel.id);
-                println!(
-                    "Inbound URL: {}/hooks/{}",
-                    config.base_url(config.listen),
-                    channel.id
-                );
-                println!("Signing secret (shown once): {secret}");
-            }
-        }
-        ChannelCommand::Add(AddCommand::Email(args)) => {
-            let address = inbox_core::identity::EmailAddress::parse(&args.address)
-                .map_err(|e| anyhow::anyhow!("--address: {e}"))?;
-            let since_days = parse_days(&args.since)?;
-            let tls = !args.plain;
-            let config = inbox_connectors::email::EmailConfig {
-                address: address.to_string(),
-                display_name: None,
-                imap_host: args.imap_host,
-                imap_port: args.imap_port.unwrap_or(if tls { 993 } else { 143 }),
-                mailbox: args.mailbox,
-                smtp_host: args.smtp_host,
-                smtp_port: args.smtp_port.unwrap_or(if tls { 587 } else { 25 }),
-                username: args.username.or_else(|| Some(address.to_string())),
-                password_env: Some(args.password_env),
-                password_file: None,
-                tls,
-                tls_ca_file: args.tls_ca_file,
-                since_days,
-                message_id_domain: None,
-            };
-            config
-                .extra_roots()
-                .map_err(|e| anyhow::anyhow!("--tls-ca-file: {e}"))?;
-            let channel = store
-                .create_channel(
-                    ChannelKind::Email,
-                    args.name.as_deref().unwrap_or(address.as_str()),
-                    serde_json::to_value(&config)?,
-                    &inbox_connectors::webhook::new_secret(),
-                )
-                .await?;
-            if args.json {
-                println!("{}", json!({"id": channel.id}));
-            } else {
-                println!("Created email channel {} ({}).", channel.name, channel.id);
-                println!("A running server starts reading the mailbox within seconds.");
-            }
-        }
+        ChannelCommand::Add(args) => add(config, store, args).await,
         ChannelCommand::List { json } => {
             let channels = store.channels().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&channels)?);
-            } else {
-                println!("{:<36}  {:<8}  {:<8}  name", "id", "kind", "state");
-                for c in channels {
-                    let state = if c.enabled { "enabled" } else { "disabled" };
-                    println!(
-                        "{:<36}  {:<8}  {:<8}  {}",
-                        c.id,
-                        c.kind.as_str(),
-                        state,
-                        c.name
-                    );
-                }
+                return Ok(());
             }
+            println!("{:<36}  {:<10}  {:<8}  name", "id", "kind", "state");
+            for c in channels {
+                let state = if c.deleted_at.is_some() {
+                    "deleted"
+                } else if c.enabled {
+                    "active"
+                } else {
+                    "paused"
+                };
+                println!("{:<36}  {:<10}  {:<8}  {}", c.id, c.kind, state, c.name);
+            }
+            Ok(())
+        }
+        ChannelCommand::Pause { id } => {
+            store
+                .update_channel(id, &set(Some(false), None))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no channel {id}"))?;
+            println!("Paused channel {id}.");
+            Ok(())
+        }
+        ChannelCommand::Resume { id } => {
+            store
+                .update_channel(id, &set(Some(true), None))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no channel {id}"))?;
+            println!("Resumed channel {id}.");
+            Ok(())
         }
         ChannelCommand::Remove { id } => {
-            if !store.disable_channel(id).await? {
-                anyhow::bail!("no channel {id}");
-            }
-            println!("Disabled channel {id}.");
+            store
+                .update_channel(id, &set(None, Some(true)))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no channel {id}"))?;
+            println!("Deleted channel {id}; its conversations stay.");
+            Ok(())
         }
-        ChannelCommand::Sync(args) => {
-            let result = sync(config, &store, args).await;
-            store.close().await;
-            return result;
-        }
+        ChannelCommand::Sync(args) => sync(config, store, args).await,
     }
-    store.close().await;
-    Ok(())
 }
 
-/// `30d` or `30` → 30.
 fn parse_days(raw: &str) -> anyhow::Result<u32> {
-    raw.strip_suffix('d')
-        .unwrap_or(raw)
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--since: a number of days like 30d"))
+    inbox_connectors::email::parse_days(raw).map_err(|e| anyhow::anyhow!("--since: {e}"))
 }
 
 /// The progress bar of `channel sync`: messages read of those in the window.
@@ -250,15 +275,15 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
         .channel(args.id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no channel {}", args.id))?;
-    if channel.kind != ChannelKind::Email {
+    if channel.kind != inbox_connectors::email::KIND {
         anyhow::bail!(
             "channel {} is a {} channel; only email channels have a mailbox to sync",
             channel.id,
             channel.kind.as_str()
         );
     }
-    if !channel.enabled {
-        anyhow::bail!("channel {} is disabled", channel.id);
+    if !channel.is_active() {
+        anyhow::bail!("channel {} is paused or deleted", channel.id);
     }
     let mut email: inbox_connectors::email::EmailConfig =
         serde_json::from_value(channel.config.clone()).context("the channel's config")?;
@@ -267,12 +292,7 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
     }
 
     // The same blob directory as the server's.
-    let blob_dir = config.data_dir.join("blobs");
-    std::fs::create_dir_all(&blob_dir)
-        .with_context(|| format!("cannot create {}", blob_dir.display()))?;
-    let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(
-        object_store::local::LocalFileSystem::new_with_prefix(&blob_dir)?,
-    );
+    let blobs = super::blob_store(config)?;
     let core_stop = CancellationToken::new();
     let mut workers = Vec::new();
     let bus: Arc<dyn Bus> = match &config.kafka {

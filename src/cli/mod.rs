@@ -99,3 +99,13 @@ async fn serve(mut config: Config, args: ServiceArgs, roles: Roles) -> anyhow::R
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.store()).await?)
 }
+
+/// The blob storage the server uses (a directory under the data dir).
+fn blob_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn object_store::ObjectStore>> {
+    use anyhow::Context;
+    let dir = config.data_dir.join("blobs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(std::sync::Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(&dir)?,
+    ))
+}

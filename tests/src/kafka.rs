@@ -796,7 +796,7 @@ impl Deployment {
             .unwrap_or_else(|e| panic!("cannot create an API token: {e}"));
         let channel = store
             .create_channel(
-                ChannelKind::Webhook,
+                ChannelKind::WEBHOOK,
                 "e2e webhook",
                 json!({ "outbound_url": outbound_url }),
                 &inbox_connectors::webhook::new_secret(),

@@ -365,7 +365,7 @@ impl TestApp {
     pub async fn create_webhook_channel(&self, outbound_url: &str) -> Channel {
         self.store
             .create_channel(
-                ChannelKind::Webhook,
+                ChannelKind::WEBHOOK,
                 "e2e webhook",
                 json!({ "outbound_url": outbound_url }),
                 &inbox_connectors::webhook::new_secret(),

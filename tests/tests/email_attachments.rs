@@ -64,12 +64,13 @@ async fn reply_carries_an_uploaded_file(backend: Backend) {
     let server = MailServer::start();
     let app = TestApp::spawn(backend).await;
     app.store
-        .create_channel(
-            ChannelKind::Email,
-            "support",
-            serde_json::to_value(server.support_config()).unwrap(),
-            "unused",
-        )
+        .add_channel(inbox_core::store::NewChannel {
+            kind: ChannelKind::EMAIL,
+            name: ("support").into(),
+            config: serde_json::to_value(server.support_config()).unwrap(),
+            secret: "unused".into(),
+            rules: inbox_core::channel_rules::ChannelRules::MAIL,
+        })
         .await
         .unwrap();
 

@@ -98,12 +98,13 @@ async fn the_corpus_never_stalls_the_mailbox(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let channel = app
         .store
-        .create_channel(
-            ChannelKind::Email,
-            "support",
-            serde_json::to_value(server.support_config()).unwrap(),
-            "unused",
-        )
+        .add_channel(inbox_core::store::NewChannel {
+            kind: ChannelKind::EMAIL,
+            name: ("support").into(),
+            config: serde_json::to_value(server.support_config()).unwrap(),
+            secret: "unused".into(),
+            rules: inbox_core::channel_rules::ChannelRules::MAIL,
+        })
         .await
         .unwrap();
 
@@ -150,11 +151,7 @@ async fn the_corpus_never_stalls_the_mailbox(backend: Backend) {
     let dead = app.store.dead_letters(10_000).await.unwrap();
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     for letter in &dead {
-        assert_eq!(
-            letter.channel_id,
-            Some(channel.id.to_string()),
-            "{letter:?}"
-        );
+        assert_eq!(letter.channel_id, Some(channel.id), "{letter:?}");
         assert!(!letter.error.trim().is_empty(), "{letter:?}");
         // Mail the connector could not parse is kept as its raw .eml blob, for a replay.
         if letter.error.starts_with("email:") {

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use inbox_connectors::Connector;
 use inbox_connectors::email::EmailConfig;
 use inbox_connectors::email::smtp::SmtpConnector;
 use inbox_core::envelope::{
@@ -62,12 +61,13 @@ async fn mail_round_trip(backend: Backend) {
     let server = MailServer::start();
     let app = TestApp::spawn(backend).await;
     app.store
-        .create_channel(
-            ChannelKind::Email,
-            "support",
-            serde_json::to_value(email_config(&server)).unwrap(),
-            "unused",
-        )
+        .add_channel(inbox_core::store::NewChannel {
+            kind: ChannelKind::EMAIL,
+            name: ("support").into(),
+            config: serde_json::to_value(email_config(&server)).unwrap(),
+            secret: "unused".into(),
+            rules: inbox_core::channel_rules::ChannelRules::MAIL,
+        })
         .await
         .unwrap();
 
@@ -173,7 +173,7 @@ fn outbound(to: &str) -> OutboundMessage {
         id: MessageId::new(),
         conversation_id: ConversationId::new(),
         channel_id: ChannelId::new(),
-        channel_kind: ChannelKind::Email,
+        channel_kind: ChannelKind::EMAIL,
         to: Party {
             handle: to.into(),
             ..Party::default()
@@ -194,7 +194,7 @@ async fn smtp_refusals_are_classified() {
     let server = MailServer::start();
     let channel = Channel {
         id: ChannelId::new(),
-        kind: ChannelKind::Email,
+        kind: ChannelKind::EMAIL,
         name: "support".into(),
         config: serde_json::to_value(EmailConfig {
             username: None,
@@ -204,6 +204,8 @@ async fn smtp_refusals_are_classified() {
         secret: String::new(),
         enabled: true,
         created_at: Utc::now(),
+        rules: inbox_core::channel_rules::ChannelRules::default(),
+        deleted_at: None,
     };
     let permanent = SmtpConnector
         .deliver(&channel, &outbound("nobody@example.test"))

@@ -63,12 +63,13 @@ fn email_config(server: &MailServer) -> EmailConfig {
 /// Creates the email channel; the running app's source runner picks it up within seconds.
 async fn create_channel(app: &TestApp, server: &MailServer) -> Channel {
     app.store
-        .create_channel(
-            ChannelKind::Email,
-            "support",
-            serde_json::to_value(email_config(server)).unwrap(),
-            "unused",
-        )
+        .add_channel(inbox_core::store::NewChannel {
+            kind: ChannelKind::EMAIL,
+            name: ("support").into(),
+            config: serde_json::to_value(email_config(server)).unwrap(),
+            secret: "unused".into(),
+            rules: inbox_core::channel_rules::ChannelRules::MAIL,
+        })
         .await
         .unwrap()
 }

@@ -59,12 +59,13 @@ fn support_logins(server: &MailServer) -> Vec<String> {
 
 async fn create_channel(app: &TestApp, config: &EmailConfig) -> Channel {
     app.store
-        .create_channel(
-            ChannelKind::Email,
-            "support over TLS",
-            serde_json::to_value(config).unwrap(),
-            "unused",
-        )
+        .add_channel(inbox_core::store::NewChannel {
+            kind: ChannelKind::EMAIL,
+            name: ("support over TLS").into(),
+            config: serde_json::to_value(config).unwrap(),
+            secret: "unused".into(),
+            rules: inbox_core::channel_rules::ChannelRules::MAIL,
+        })
         .await
         .unwrap()
 }
@@ -129,12 +130,14 @@ impl CursorStore for Cursors {
 async fn run_source(config: &EmailConfig) -> Result<(), String> {
     let channel = Channel {
         id: ChannelId::new(),
-        kind: ChannelKind::Email,
+        kind: ChannelKind::EMAIL,
         name: "support".into(),
         config: serde_json::to_value(config).unwrap(),
         secret: String::new(),
         enabled: true,
         created_at: Utc::now(),
+        rules: inbox_core::channel_rules::ChannelRules::default(),
+        deleted_at: None,
     };
     // Nothing consumes the bus: a message published here would block the source.
     let (bus, _partitions, _outbound) = LocalBus::new(1);

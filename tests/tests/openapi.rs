@@ -73,6 +73,17 @@ async fn the_document_describes_every_api_route() {
         ("GET", "/api/v1/search"),
         ("POST", "/api/v1/attachments"),
         ("GET", "/api/v1/attachments/{key}"),
+        ("GET", "/api/v1/channel-kinds"),
+        ("GET", "/api/v1/channels"),
+        ("POST", "/api/v1/channels"),
+        ("GET", "/api/v1/channels/{id}"),
+        ("PATCH", "/api/v1/channels/{id}"),
+        ("DELETE", "/api/v1/channels/{id}"),
+        ("POST", "/api/v1/channels/{id}/test"),
+        ("GET", "/api/v1/channels/{id}/health"),
+        ("GET", "/api/v1/dead-letters"),
+        ("POST", "/api/v1/dead-letters/{id}/replay"),
+        ("POST", "/api/v1/dead-letters/{id}/discard"),
     ]
     .into_iter()
     .map(|(method, path)| (method.to_owned(), path.to_owned()))

@@ -79,7 +79,7 @@ async fn setup(backend: Backend) -> (TestApp, Receiver, Channel) {
     let channel = app
         .store
         .create_channel(
-            ChannelKind::Webhook,
+            ChannelKind::WEBHOOK,
             "Shop chat",
             json!({ "outbound_url": receiver.url }),
             &inbox_connectors::webhook::new_secret(),

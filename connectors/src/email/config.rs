@@ -1,6 +1,20 @@
 //! Settings of an email channel (the channel's `config` JSON).
 
+use inbox_core::channel_catalog::ConfigError;
+use inbox_core::identity::EmailAddress;
 use serde::{Deserialize, Serialize};
+
+use crate::{KindConfig, read_secret};
+
+/// How replies authenticate to the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpAuth {
+    /// No AUTH: a relay on a trusted network.
+    None,
+    Plain,
+    Login,
+}
 
 fn yes() -> bool {
     true
@@ -32,9 +46,22 @@ pub struct EmailConfig {
     /// SMTP server replies are submitted to.
     pub smtp_host: String,
     pub smtp_port: u16,
-    /// Login for both servers.
+    /// Login for both servers (SMTP's can differ: `smtp_username`).
     #[serde(default)]
     pub username: Option<String>,
+    /// SMTP authentication; unset: PLAIN or LOGIN, whichever the server offers, when there is
+    /// a login, none otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_auth: Option<SmtpAuth>,
+    /// SMTP login when it is not the IMAP one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_username: Option<String>,
+    /// Environment variable holding the SMTP password when it is not the IMAP one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_password_env: Option<String>,
+    /// Or a file holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_password_file: Option<std::path::PathBuf>,
     /// Environment variable holding the password: secrets are never stored in the database.
     #[serde(default)]
     pub password_env: Option<String>,
@@ -74,16 +101,28 @@ impl EmailConfig {
 
     /// The password from the environment variable or file the channel names.
     pub fn password(&self) -> Result<String, String> {
-        if let Some(path) = &self.password_file {
-            return std::fs::read_to_string(path)
-                .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|e| format!("password_file {}: {e}", path.display()));
+        read_secret(
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            "password",
+        )
+    }
+
+    /// The SMTP login: its own, else the shared one.
+    pub fn smtp_login(&self) -> Option<&str> {
+        self.smtp_username.as_deref().or(self.username.as_deref())
+    }
+
+    /// The SMTP password: its own when the channel names one, else the shared one.
+    pub fn smtp_password(&self) -> Result<String, String> {
+        if self.smtp_password_env.is_some() || self.smtp_password_file.is_some() {
+            return read_secret(
+                self.smtp_password_env.as_deref(),
+                self.smtp_password_file.as_deref(),
+                "SMTP password",
+            );
         }
-        let var = self
-            .password_env
-            .as_deref()
-            .ok_or("the channel has neither password_env nor password_file")?;
-        std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+        self.password()
     }
 
     /// The certificates of `tls_ca_file` (DER), none when it is not set.
@@ -107,5 +146,43 @@ impl EmailConfig {
             ));
         }
         Ok(certs)
+    }
+}
+
+impl KindConfig for EmailConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        EmailAddress::parse(&self.address).map_err(|e| ConfigError::new("address", e))?;
+        for (field, host) in [
+            ("imap_host", &self.imap_host),
+            ("smtp_host", &self.smtp_host),
+        ] {
+            if host.trim().is_empty() || host.contains(char::is_whitespace) {
+                return Err(ConfigError::new(field, "must be a host name or address"));
+            }
+        }
+        for (field, port) in [("imap_port", self.imap_port), ("smtp_port", self.smtp_port)] {
+            if port == 0 {
+                return Err(ConfigError::new(field, "must be 1 to 65535"));
+            }
+        }
+        if self.mailbox.trim().is_empty() {
+            return Err(ConfigError::new("mailbox", "must name a folder"));
+        }
+        if self.password_env.is_none() && self.password_file.is_none() {
+            return Err(ConfigError::new(
+                "password_env",
+                "name the environment variable (or password_file) that holds the password",
+            ));
+        }
+        if self.smtp_auth.is_some_and(|auth| auth != SmtpAuth::None) && self.smtp_login().is_none()
+        {
+            return Err(ConfigError::new(
+                "smtp_username",
+                "smtp_auth needs a login: set smtp_username or username",
+            ));
+        }
+        self.extra_roots()
+            .map_err(|e| ConfigError::new("tls_ca_file", e))?;
+        Ok(())
     }
 }

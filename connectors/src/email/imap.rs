@@ -119,6 +119,41 @@ async fn connect(config: &EmailConfig) -> Result<ImapSession, String> {
         .map_err(|(e, _)| format!("IMAP login: {e}"))
 }
 
+/// Logs in and selects the folder (the connection test): how many messages it holds.
+pub async fn check(config: &EmailConfig) -> Result<u32, String> {
+    let mut session = connect(config).await?;
+    let mailbox = session
+        .select(&config.mailbox)
+        .await
+        .map_err(|e| format!("SELECT {}: {e}", config.mailbox))?;
+    let _ = session.logout().await;
+    Ok(mailbox.exists)
+}
+
+/// Parses a dead-lettered mail again from its raw source (`raw/<sha256>.eml`), storing the blobs
+/// it yields, as [`accept`] does.
+pub async fn reparse(
+    channel: &Channel,
+    blobs: &dyn object_store::ObjectStore,
+    path: &str,
+) -> Result<inbox_core::envelope::InboundMessage, String> {
+    let raw = blobs
+        .get(&BlobPath::from(path))
+        .await
+        .map_err(|e| format!("raw source {path}: {e}"))?
+        .bytes()
+        .await
+        .map_err(|e| format!("raw source {path}: {e}"))?;
+    let parsed = parse_email(&raw, channel.id, Utc::now()).map_err(|e| format!("email: {e}"))?;
+    for (blob, bytes) in parsed.blobs {
+        blobs
+            .put(&BlobPath::from(blob.0.as_str()), bytes.into())
+            .await
+            .map_err(|e| format!("blob {}: {e}", blob.0))?;
+    }
+    Ok(parsed.message)
+}
+
 /// Told how a [`sync`] advances: how many messages it has to read, then each one read.
 pub trait SyncProgress: Send + Sync {
     /// `total` messages to read (the backfill window, or what is above the cursor).

@@ -1,5 +1,6 @@
 //! The email channel: IMAP in (`imap`), SMTP out (`smtp`), MIME → envelope (`parse`).
 
+mod cli;
 mod config;
 pub mod imap;
 pub mod parse;
@@ -9,13 +10,23 @@ pub mod smtp;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-pub use config::EmailConfig;
-use inbox_core::envelope::{ChannelKind, OutboundMessage};
+use clap::FromArgMatches;
+pub use cli::{EmailArgs, parse_days};
+pub use config::{EmailConfig, SmtpAuth};
+use inbox_core::channel_catalog::{
+    ConfigError, ConfigField, ConnectionCheck, ConnectionReport, FieldInput, KindInfo,
+};
+use inbox_core::channel_rules::ChannelRules;
+use inbox_core::envelope::{ChannelKind, InboundMessage, OutboundMessage};
 use inbox_core::model::Channel;
 use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Connector, Delivered, DeliveryError, SourceContext};
+use crate::{
+    CliChannel, Connector, Delivered, DeliveryError, SourceContext, decode_config, parse_config,
+};
+
+pub const KIND: ChannelKind = ChannelKind::EMAIL;
 
 /// Email channels: read by IMAP, answered by SMTP with the attachments read from `blobs`.
 #[derive(Debug, Clone)]
@@ -37,10 +48,144 @@ impl Default for EmailConnector {
     }
 }
 
+const fn field(
+    name: &'static str,
+    label: &'static str,
+    help: &'static str,
+    input: FieldInput,
+    required: bool,
+) -> ConfigField {
+    ConfigField {
+        name,
+        label,
+        help,
+        input,
+        required,
+    }
+}
+
 #[async_trait]
 impl Connector for EmailConnector {
     fn kind(&self) -> ChannelKind {
-        ChannelKind::Email
+        KIND
+    }
+
+    fn info(&self) -> KindInfo {
+        use FieldInput::*;
+        KindInfo {
+            kind: KIND,
+            display_name: "Email",
+            icon: "✉",
+            description: "A support mailbox: mail is read by IMAP, replies go out by SMTP with \
+                          the conversation's reply token.",
+            fields: vec![
+                field(
+                    "address",
+                    "Support address",
+                    "Customers write to it; replies come from it.",
+                    Email,
+                    true,
+                ),
+                field("imap_host", "IMAP host", "", Text, true),
+                field(
+                    "imap_port",
+                    "IMAP port",
+                    "993 with TLS, 143 without.",
+                    Number,
+                    true,
+                ),
+                field(
+                    "mailbox",
+                    "Folder",
+                    "The IMAP folder to read (INBOX).",
+                    Text,
+                    false,
+                ),
+                field("smtp_host", "SMTP host", "", Text, true),
+                field(
+                    "smtp_port",
+                    "SMTP port",
+                    "587 (STARTTLS) with TLS, 25 without.",
+                    Number,
+                    true,
+                ),
+                field("username", "Login", "For IMAP and SMTP.", Text, false),
+                field(
+                    "password_env",
+                    "Password variable",
+                    "The environment variable holding the password (never stored).",
+                    SecretEnv,
+                    true,
+                ),
+                field(
+                    "smtp_auth",
+                    "SMTP authentication",
+                    "none for a relay on a trusted network; empty: whatever the server offers.",
+                    Choice(&["none", "plain", "login"]),
+                    false,
+                ),
+                field(
+                    "smtp_username",
+                    "SMTP login",
+                    "When it is not the IMAP one.",
+                    Text,
+                    false,
+                ),
+                field(
+                    "smtp_password_env",
+                    "SMTP password variable",
+                    "When it is not the IMAP one.",
+                    SecretEnv,
+                    false,
+                ),
+                field(
+                    "tls",
+                    "TLS",
+                    "IMAPS and SMTP STARTTLS; off only on a trusted local network.",
+                    Toggle,
+                    false,
+                ),
+                field(
+                    "tls_ca_file",
+                    "CA file",
+                    "PEM certificates of a private CA.",
+                    Path,
+                    false,
+                ),
+                field(
+                    "since_days",
+                    "Backfill days",
+                    "Mail of this many days is read on first start.",
+                    Number,
+                    false,
+                ),
+            ],
+            intake_path: None,
+            uses_secret: false,
+        }
+    }
+
+    fn rules(&self) -> ChannelRules {
+        ChannelRules::MAIL
+    }
+
+    fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
+        let config: EmailConfig = parse_config(config)?;
+        Ok(serde_json::to_value(config).unwrap_or_default())
+    }
+
+    fn cli_args(&self, command: clap::Command) -> clap::Command {
+        <EmailArgs as clap::Args>::augment_args(command)
+    }
+
+    fn channel_from_cli(&self, args: &clap::ArgMatches) -> Result<CliChannel, ConfigError> {
+        let channel = EmailArgs::from_arg_matches(args)
+            .map_err(|e| ConfigError::new("arguments", e.to_string()))?
+            .into_channel()?;
+        Ok(CliChannel {
+            config: self.validate(&channel.config)?,
+            ..channel
+        })
     }
 
     async fn deliver(
@@ -61,8 +206,54 @@ impl Connector for EmailConnector {
         ctx: SourceContext,
         stop: CancellationToken,
     ) -> Result<(), String> {
-        let config: EmailConfig = serde_json::from_value(channel.config.clone())
-            .map_err(|e| format!("channel config: {e}"))?;
+        let config: EmailConfig =
+            decode_config(&channel.config).map_err(|e| format!("channel config: {e}"))?;
         imap::run(channel, config, ctx, stop).await
+    }
+
+    /// Logs in to IMAP and selects the folder, then greets and authenticates to SMTP.
+    async fn test_connection(&self, channel: &Channel) -> ConnectionReport {
+        let config: EmailConfig = match decode_config(&channel.config) {
+            Ok(config) => config,
+            Err(e) => {
+                return ConnectionReport::of(vec![ConnectionCheck::failed(
+                    "config",
+                    e.to_string(),
+                )]);
+            }
+        };
+        let imap = match imap::check(&config).await {
+            Ok(messages) => ConnectionCheck::passed(
+                "imap",
+                format!(
+                    "logged in to {}:{}, {} holds {messages} messages",
+                    config.imap_host, config.imap_port, config.mailbox
+                ),
+            ),
+            Err(e) => ConnectionCheck::failed("imap", e),
+        };
+        let smtp = match smtp::check(&config).await {
+            Ok(()) => ConnectionCheck::passed(
+                "smtp",
+                format!(
+                    "{}:{} accepted the session",
+                    config.smtp_host, config.smtp_port
+                ),
+            ),
+            Err(e) => ConnectionCheck::failed("smtp", e),
+        };
+        ConnectionReport::of(vec![imap, smtp])
+    }
+
+    /// A dead-lettered mail is kept as `raw/<sha256>.eml` in blob storage.
+    async fn reparse(
+        &self,
+        channel: &Channel,
+        payload: &str,
+    ) -> Option<Result<InboundMessage, String>> {
+        if !(payload.starts_with("raw/") && payload.ends_with(".eml")) {
+            return None;
+        }
+        Some(imap::reparse(channel, self.blobs.as_ref(), payload).await)
     }
 }

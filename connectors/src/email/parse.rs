@@ -195,7 +195,7 @@ fn normalize(
         message: InboundMessage {
             id: MessageId::new(),
             channel_id,
-            channel_kind: ChannelKind::Email,
+            channel_kind: ChannelKind::EMAIL,
             external_id,
             thread: ThreadHints {
                 in_reply_to,

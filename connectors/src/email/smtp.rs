@@ -7,23 +7,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use inbox_core::envelope::{AttachmentRef, ChannelKind, OutboundMessage};
+use inbox_core::envelope::{AttachmentRef, OutboundMessage};
 use inbox_core::model::Channel;
 use inbox_core::threading::reply_token;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use object_store::ObjectStore;
 use object_store::path::Path as BlobPath;
 
 use super::EmailConfig;
-use crate::{Connector, Delivered, DeliveryError};
+use super::config::SmtpAuth;
+use crate::{Delivered, DeliveryError};
 
-/// Delivers email replies over SMTP. As a [`Connector`] on its own it has no blob storage, so it
-/// sends replies without attachments only; [`super::EmailConnector`] sends them all.
+/// Delivers email replies over SMTP without blob storage, so replies without attachments only;
+/// [`super::EmailConnector`] sends them all.
 #[derive(Debug, Clone, Default)]
 pub struct SmtpConnector;
 
@@ -192,10 +192,44 @@ pub async fn send(
     message: &OutboundMessage,
     blobs: &dyn ObjectStore,
 ) -> Result<Delivered, DeliveryError> {
-    let config: EmailConfig = serde_json::from_value(channel.config.clone())
+    let config: EmailConfig = crate::decode_config(&channel.config)
         .map_err(|e| DeliveryError::permanent(format!("channel config: {e}")))?;
     let files = load_attachments(blobs, &message.attachments).await?;
     let (email, message_id) = build_reply(&config, message, &files)?;
+    let transport = transport(&config)?;
+    match transport.send(email).await {
+        Ok(_) => Ok(Delivered {
+            external_id: Some(message_id),
+        }),
+        Err(e) if e.is_permanent() => Err(DeliveryError::permanent(format!(
+            "SMTP {}:{} refused the reply: {e}",
+            config.smtp_host, config.smtp_port
+        ))),
+        Err(e) => Err(DeliveryError::transient(format!(
+            "SMTP {}:{}: {e}",
+            config.smtp_host, config.smtp_port
+        ))),
+    }
+}
+
+/// Greets the server, upgrades to TLS and authenticates as a reply would (the connection test).
+pub async fn check(config: &EmailConfig) -> Result<(), String> {
+    let transport = transport(config).map_err(|e| e.message)?;
+    match transport.test_connection().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "{}:{} did not accept the session",
+            config.smtp_host, config.smtp_port
+        )),
+        Err(e) => Err(format!("{}:{}: {e}", config.smtp_host, config.smtp_port)),
+    }
+}
+
+/// The SMTP client of a channel: STARTTLS (with the channel's extra CA roots) or plain, and the
+/// authentication the channel asks for.
+pub fn transport(
+    config: &EmailConfig,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, DeliveryError> {
     let mut transport = if config.tls {
         let builder = AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.smtp_host)
             .map_err(|e| DeliveryError::permanent(format!("smtp_host: {e}")))?;
@@ -219,37 +253,36 @@ pub async fn send(
     }
     .port(config.smtp_port)
     .timeout(Some(Duration::from_secs(30)));
-    if let Some(username) = &config.username {
-        let password = config.password().map_err(DeliveryError::permanent)?;
-        transport = transport.credentials(Credentials::new(username.clone(), password));
+    let mechanisms = match config.smtp_auth {
+        Some(SmtpAuth::None) => None,
+        Some(SmtpAuth::Plain) => Some(vec![Mechanism::Plain]),
+        Some(SmtpAuth::Login) => Some(vec![Mechanism::Login]),
+        // Not set: whichever of the two the server offers, when there is a login.
+        None => config
+            .smtp_login()
+            .is_some()
+            .then(|| vec![Mechanism::Plain, Mechanism::Login]),
+    };
+    if let Some(mechanisms) = mechanisms {
+        let username = config.smtp_login().ok_or_else(|| {
+            DeliveryError::permanent("smtp_auth needs a login: set smtp_username or username")
+        })?;
+        let password = config.smtp_password().map_err(DeliveryError::permanent)?;
+        transport = transport
+            .credentials(Credentials::new(username.to_owned(), password))
+            .authentication(mechanisms);
     }
-    match transport.build().send(email).await {
-        Ok(_) => Ok(Delivered {
-            external_id: Some(message_id),
-        }),
-        Err(e) if e.is_permanent() => Err(DeliveryError::permanent(format!(
-            "SMTP {}:{} refused the reply: {e}",
-            config.smtp_host, config.smtp_port
-        ))),
-        Err(e) => Err(DeliveryError::transient(format!(
-            "SMTP {}:{}: {e}",
-            config.smtp_host, config.smtp_port
-        ))),
-    }
+    Ok(transport.build())
 }
 
-#[async_trait]
-impl Connector for SmtpConnector {
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Email
-    }
-
-    async fn deliver(
+impl SmtpConnector {
+    /// Sends a reply without blob storage: a reply with attachments fails as a missing blob
+    /// would.
+    pub async fn deliver(
         &self,
         channel: &Channel,
         message: &OutboundMessage,
     ) -> Result<Delivered, DeliveryError> {
-        // No blob storage here: a reply with attachments fails as a missing blob would.
         let none: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         send(channel, message, none.as_ref()).await
     }
@@ -281,7 +314,7 @@ mod tests {
             id: MessageId::new(),
             conversation_id: conversation,
             channel_id: ChannelId::new(),
-            channel_kind: ChannelKind::Email,
+            channel_kind: inbox_core::envelope::ChannelKind::EMAIL,
             to: Party {
                 handle: "ada@customer.test".into(),
                 ..Party::default()
@@ -329,7 +362,7 @@ mod tests {
             id: MessageId::new(),
             conversation_id: ConversationId::new(),
             channel_id: ChannelId::new(),
-            channel_kind: ChannelKind::Email,
+            channel_kind: inbox_core::envelope::ChannelKind::EMAIL,
             to: Party {
                 handle: "ada@customer.test".into(),
                 ..Party::default()
@@ -392,12 +425,14 @@ mod tests {
         // The connector without blob storage fails such a reply the same way, before SMTP.
         let channel = Channel {
             id: ChannelId::new(),
-            kind: ChannelKind::Email,
+            kind: inbox_core::envelope::ChannelKind::EMAIL,
             name: "support".into(),
             config: serde_json::to_value(config()).unwrap(),
             secret: String::new(),
             enabled: true,
             created_at: Utc::now(),
+            rules: inbox_core::channel_rules::ChannelRules::default(),
+            deleted_at: None,
         };
         let error = SmtpConnector.deliver(&channel, &message).await.unwrap_err();
         assert!(!error.retryable);

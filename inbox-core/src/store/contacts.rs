@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{LogRow, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use crate::channel_rules::ChannelRules;
 use crate::envelope::ChannelKind;
 use crate::identity::channel_identity;
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId};
@@ -423,16 +424,16 @@ impl StoreTx {
         // Conversations: the moved ones, and those opened while merged by a moved identity.
         let moved: HashSet<ConversationId> = merge.moved_conversations.iter().copied().collect();
         let mut conversations = merge.moved_conversations.clone();
-        let kept_conversations = on_tx!(self, conn, Db => sqlx::query_as::<Db, (ConversationId, ChannelId, String, String)>(
-            "SELECT c.id, c.channel_id, ch.kind, c.contact_handle
+        let kept_conversations = on_tx!(self, conn, Db => sqlx::query_as::<Db, (ConversationId, ChannelId, String, String, String)>(
+            "SELECT c.id, c.channel_id, ch.kind, ch.rules, c.contact_handle
              FROM conversations c JOIN channels ch ON ch.id = c.channel_id
              WHERE c.contact_id = $1 ORDER BY c.created_at, c.id",
         )
         .bind(kept)
         .fetch_all(&mut *conn)
         .await)?;
-        for (id, channel, kind, handle) in kept_conversations {
-            if !moved.contains(&id) && from_identity(&identities, &kind, channel, &handle) {
+        for (id, channel, kind, rules, handle) in kept_conversations {
+            if !moved.contains(&id) && from_identity(&identities, &kind, &rules, channel, &handle) {
                 conversations.push(id);
             }
         }
@@ -452,8 +453,8 @@ impl StoreTx {
         .execute(&mut *conn)
         .await
         .map(|r| r.rows_affected()))?;
-        let since = on_tx!(self, conn, Db => sqlx::query_as::<Db, (i64, ChannelId, String, Option<String>)>(
-            "SELECT m.ingest_seq, m.channel_id, ch.kind, m.sender_handle
+        let since = on_tx!(self, conn, Db => sqlx::query_as::<Db, (i64, ChannelId, String, String, Option<String>)>(
+            "SELECT m.ingest_seq, m.channel_id, ch.kind, ch.rules, m.sender_handle
              FROM messages m JOIN channels ch ON ch.id = m.channel_id
              WHERE m.contact_id = $1 AND m.ingest_seq > $2 AND m.direction = 'inbound'",
         )
@@ -463,10 +464,10 @@ impl StoreTx {
         .await)?;
         let arrived: Vec<i64> = since
             .into_iter()
-            .filter(|(_, channel, kind, handle)| {
+            .filter(|(_, channel, kind, rules, handle)| {
                 handle
                     .as_deref()
-                    .is_some_and(|handle| from_identity(&identities, kind, *channel, handle))
+                    .is_some_and(|handle| from_identity(&identities, kind, rules, *channel, handle))
             })
             .map(|(seq, ..)| seq)
             .collect();
@@ -607,9 +608,14 @@ impl StoreTx {
 fn from_identity(
     identities: &HashSet<&Identity>,
     kind: &str,
+    rules: &str,
     channel: ChannelId,
     handle: &str,
 ) -> bool {
-    ChannelKind::parse(kind)
-        .is_some_and(|kind| identities.contains(&channel_identity(kind, channel, handle)))
+    let Ok(rules) = serde_json::from_str::<ChannelRules>(rules) else {
+        return false;
+    };
+    ChannelKind::parse(kind).is_some_and(|kind| {
+        identities.contains(&channel_identity(rules.identity, kind, channel, handle))
+    })
 }

@@ -7,7 +7,9 @@
 
 mod accounts;
 mod canned;
+mod channels;
 mod contacts;
+mod dead_letters;
 mod event_outbox;
 mod postgres;
 mod queries;
@@ -23,7 +25,11 @@ pub use accounts::{
     SessionOrigin,
 };
 pub use canned::{CannedReply, CannedReplyId, CannedReplyInput};
+pub use channels::{ChannelUpdate, NewChannel};
 pub use contacts::{ContactMerge, FilledField, MergeId};
+pub use dead_letters::{
+    DeadLetter, DeadLetterFilter, DeadLetterId, MAX_LISTED as MAX_DEAD_LETTERS_LISTED, Resolution,
+};
 pub(crate) use event_outbox::LogRow;
 pub use event_outbox::{EventWakeup, PendingEvents, UndecodableEvent};
 pub use queries::{
@@ -59,7 +65,11 @@ impl StoreConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database cannot be reached now (pool exhausted or closed, connection lost): the
+    /// caller may retry later; the API and UI answer 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0} not found")]
@@ -74,6 +84,17 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot prepare the data directory: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e)
+            }
+            e => StoreError::Database(e),
+        }
+    }
 }
 
 impl StoreError {

@@ -9,12 +9,11 @@ use utoipa::ToSchema;
 
 use super::search::{LabelFilter, TextFilter};
 use super::{LogRow, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
-use crate::envelope::{ChannelKind, DeliveryReport, DeliveryStatus, DomainEvent, OutboundMessage};
+use crate::envelope::{DeliveryReport, DeliveryStatus, DomainEvent, OutboundMessage};
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
 use crate::model::{
-    Actor, Agent, Channel, Contact, Conversation, ConversationEvent, ConversationStatus,
-    DeadLetter, Direction, EventKind, Identity, Message, Role, ThreadReason, from_millis,
-    to_millis,
+    Actor, Agent, Contact, Conversation, ConversationEvent, ConversationStatus, Direction,
+    EventKind, Identity, Message, Role, ThreadReason, from_millis, to_millis,
 };
 
 /// Rows per multi-row statement: keeps every statement under SQLite's 32,766 bind parameters.
@@ -22,34 +21,6 @@ const CHUNK: usize = 500;
 
 // ---------------------------------------------------------------------------------------------
 // Rows as read from the database.
-
-#[derive(FromRow)]
-struct ChannelRow {
-    id: ChannelId,
-    kind: String,
-    name: String,
-    config: String,
-    secret: String,
-    enabled: bool,
-    created_at: i64,
-}
-
-impl TryFrom<ChannelRow> for Channel {
-    type Error = StoreError;
-    fn try_from(r: ChannelRow) -> StoreResult<Self> {
-        Ok(Channel {
-            id: r.id,
-            kind: ChannelKind::parse(&r.kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("channel kind {}", r.kind)))?,
-            name: r.name,
-            config: serde_json::from_str(&r.config)
-                .map_err(|e| StoreError::Corrupt(format!("channel config: {e}")))?,
-            secret: r.secret,
-            enabled: r.enabled,
-            created_at: from_millis(r.created_at),
-        })
-    }
-}
 
 #[derive(FromRow)]
 pub(super) struct AgentRow {
@@ -422,73 +393,6 @@ pub(super) fn token_hash(token: &str) -> String {
 }
 
 impl Store {
-    // --- channels ---------------------------------------------------------------------------
-
-    pub async fn create_channel(
-        &self,
-        kind: ChannelKind,
-        name: &str,
-        config: serde_json::Value,
-        secret: &str,
-    ) -> StoreResult<Channel> {
-        let channel = Channel {
-            id: ChannelId::new(),
-            kind,
-            name: name.to_owned(),
-            config,
-            secret: secret.to_owned(),
-            enabled: true,
-            created_at: Utc::now(),
-        };
-        on_pool!(self, pool, Db => sqlx::query::<Db>(
-            "INSERT INTO channels (id, kind, name, config, secret, enabled, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(channel.id)
-        .bind(kind.as_str())
-        .bind(&channel.name)
-        .bind(channel.config.to_string())
-        .bind(&channel.secret)
-        .bind(true)
-        .bind(to_millis(channel.created_at))
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(channel)
-    }
-
-    pub async fn channel(&self, id: ChannelId) -> StoreResult<Option<Channel>> {
-        let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, ChannelRow>(
-            "SELECT id, kind, name, config, secret, enabled, created_at FROM channels WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await)?;
-        row.map(Channel::try_from).transpose()
-    }
-
-    pub async fn channels(&self) -> StoreResult<Vec<Channel>> {
-        let rows = on_pool!(self, pool, Db => sqlx::query_as::<Db, ChannelRow>(
-            "SELECT id, kind, name, config, secret, enabled, created_at FROM channels
-             ORDER BY created_at, id",
-        )
-        .fetch_all(pool)
-        .await)?;
-        rows.into_iter().map(Channel::try_from).collect()
-    }
-
-    /// Disables a channel: it stops receiving and sending, its history stays.
-    pub async fn disable_channel(&self, id: ChannelId) -> StoreResult<bool> {
-        let done = on_pool!(self, pool, Db => sqlx::query::<Db>(
-            "UPDATE channels SET enabled = FALSE WHERE id = $1",
-        )
-        .bind(id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(done > 0)
-    }
-
     // --- agents and tokens ------------------------------------------------------------------
 
     pub async fn create_agent(
@@ -932,44 +836,7 @@ impl Store {
         Ok(done)
     }
 
-    // --- dead letters and cursors -----------------------------------------------------------
-
-    /// Keeps an input that could not even be decoded.
-    pub async fn insert_dead_letter(
-        &self,
-        source: &str,
-        channel_id: Option<ChannelId>,
-        payload: &str,
-        error: &str,
-    ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        tx.insert_dead_letter(source, channel_id, payload, error)
-            .await?;
-        tx.commit().await
-    }
-
-    pub async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<DeadLetter>> {
-        let rows = on_pool!(self, pool, Db => sqlx::query_as::<Db, (String, String, Option<String>, String, String, i64)>(
-            "SELECT id, source, channel_id, payload, error, created_at FROM dead_letters
-             ORDER BY created_at DESC, id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, source, channel_id, payload, error, created_at)| DeadLetter {
-                    id,
-                    source,
-                    channel_id,
-                    payload,
-                    error,
-                    created_at: from_millis(created_at),
-                },
-            )
-            .collect())
-    }
+    // --- cursors -----------------------------------------------------------
 
     pub async fn cursor(&self, channel_id: ChannelId, name: &str) -> StoreResult<Option<String>> {
         Ok(on_pool!(self, pool, Db => sqlx::query_scalar::<Db, String>(
@@ -1005,24 +872,6 @@ impl Store {
 }
 
 impl StoreTx {
-    pub async fn channels_by_ids(&mut self, ids: &[ChannelId]) -> StoreResult<Vec<Channel>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = on_tx!(self, conn, Db => {
-            let mut qb = QueryBuilder::<Db>::new(
-                "SELECT id, kind, name, config, secret, enabled, created_at FROM channels WHERE id IN (",
-            );
-            let mut list = qb.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            qb.push(")");
-            qb.build_query_as::<ChannelRow>().fetch_all(&mut *conn).await
-        })?;
-        rows.into_iter().map(Channel::try_from).collect()
-    }
-
     /// Stored messages among `keys` (channel, external id), by direction.
     pub async fn messages_by_external_ids(
         &mut self,
@@ -1348,32 +1197,6 @@ impl StoreTx {
         .bind(message.conversation_id)
         .bind(String::from_utf8_lossy(&message.to_json()).into_owned())
         .bind(to_millis(message.created_at))
-        .execute(&mut *conn)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
-    pub async fn insert_dead_letter(
-        &mut self,
-        source: &str,
-        channel_id: Option<ChannelId>,
-        payload: &str,
-        error: &str,
-    ) -> StoreResult<()> {
-        // Dead letters are what could not be stored: they must store whatever they hold, and
-        // PostgreSQL text cannot hold NUL, so it is kept escaped.
-        let escape = |s: &str| s.replace('\0', "\\u0000");
-        on_tx!(self, conn, Db => sqlx::query::<Db>(
-            "INSERT INTO dead_letters (id, source, channel_id, payload, error, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(source)
-        .bind(channel_id)
-        .bind(escape(payload))
-        .bind(escape(error))
-        .bind(to_millis(Utc::now()))
         .execute(&mut *conn)
         .await
         .map(|r| r.rows_affected()))?;

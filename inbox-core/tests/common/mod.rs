@@ -215,7 +215,7 @@ pub fn secs(base: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
 /// A webhook channel as the brief of the suite creates it.
 pub async fn webhook_channel(store: &Store) -> Channel {
     store
-        .create_channel(ChannelKind::Webhook, "test", json!({}), "secret")
+        .create_channel(ChannelKind::WEBHOOK, "test", json!({}), "secret")
         .await
         .expect("create a webhook channel")
 }

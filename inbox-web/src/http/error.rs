@@ -18,6 +18,9 @@ pub enum ApiError {
     Invalid { field: String, message: String },
     #[error("temporarily unavailable")]
     Unavailable,
+    /// The request conflicts with the resource's state (a settled dead letter replayed).
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error")]
     Internal,
 }
@@ -31,12 +34,24 @@ impl ApiError {
     }
 }
 
+impl From<inbox_core::channel_catalog::ConfigError> for ApiError {
+    fn from(e: inbox_core::channel_catalog::ConfigError) -> Self {
+        ApiError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Invalid { field, message } => ApiError::invalid(field, message),
-            StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Unavailable,
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "Store unavailable.");
+                ApiError::Unavailable
+            }
             other => {
                 tracing::error!(error = %other, "Store error.");
                 ApiError::Internal
@@ -53,6 +68,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let mut body = json!({"error": code, "message": self.to_string()});
@@ -60,6 +76,11 @@ impl IntoResponse for ApiError {
             body["field"] = field.clone().into();
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, ApiError::Unavailable) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -2,9 +2,11 @@
 
 pub(crate) mod attachments;
 pub mod auth;
+pub(crate) mod channels;
 pub mod client_addr;
 mod contacts;
 mod conversations;
+pub(crate) mod dead_letters;
 pub mod device_cookie;
 mod error;
 mod openapi;
@@ -15,6 +17,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use inbox_core::bus::Bus;
+use inbox_core::channel_catalog::ChannelCatalog;
+use inbox_core::ingest::IngestSettings;
 use inbox_core::store::Store;
 use object_store::ObjectStore;
 use tokio::sync::Notify;
@@ -33,15 +37,22 @@ pub struct WebState {
     pub blobs: Arc<dyn ObjectStore>,
     /// Session cookies and sign-in limits.
     pub auth: Arc<AuthSettings>,
+    /// The channel kinds of this build (the connectors' registry).
+    pub catalog: Arc<dyn ChannelCatalog>,
+    /// The funnel's settings, for replaying dead letters.
+    pub ingest: Arc<IngestSettings>,
 }
 
 /// Every route of the agents' side.
 pub fn router(state: WebState) -> Router {
+    crate::ui::view::set_kind_icons(state.catalog.as_ref());
     Router::new()
         .merge(conversations::router())
         .merge(attachments::router())
         .merge(contacts::router())
         .merge(search::router())
+        .merge(channels::router())
+        .merge(dead_letters::router())
         .merge(openapi::router())
         .merge(crate::ui::router())
         .layer(axum::middleware::from_fn_with_state(

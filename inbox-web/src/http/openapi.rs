@@ -85,6 +85,17 @@ impl Modify for BearerScheme {
         super::search::search,
         super::attachments::upload,
         super::attachments::download,
+        super::channels::kinds,
+        super::channels::list,
+        super::channels::create,
+        super::channels::show,
+        super::channels::update,
+        super::channels::remove,
+        super::channels::test,
+        super::channels::health,
+        super::dead_letters::list,
+        super::dead_letters::replay,
+        super::dead_letters::discard,
     ),
     components(schemas(ErrorBody, ContactView)),
     modifiers(&BearerScheme),
@@ -94,6 +105,8 @@ impl Modify for BearerScheme {
         (name = "contacts", description = "Customers across channels, and merging them."),
         (name = "search", description = "Full-text search over messages and notes."),
         (name = "attachments", description = "Uploading and downloading files."),
+        (name = "channels", description = "Channels and their kinds (admins only)."),
+        (name = "dead letters", description = "Inputs that could not be stored: replay or discard (admins only)."),
     )
 )]
 struct ApiDoc;

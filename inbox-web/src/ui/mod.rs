@@ -3,6 +3,7 @@
 //! Every page needs a session except the sign-in page and the assets.
 
 mod admin;
+mod admin_channels;
 mod assets;
 mod canned;
 mod contacts;
@@ -10,7 +11,7 @@ mod inbox;
 mod live;
 mod login;
 mod search;
-mod view;
+pub(crate) mod view;
 
 use askama::Template;
 use axum::extract::{FromRequestParts, OriginalUri};
@@ -51,7 +52,16 @@ pub fn router() -> Router<WebState> {
         .route("/canned/{id}/delete", post(canned::delete))
         .route(
             "/admin/channels",
-            get(admin::channels).post(admin::add_channel),
+            get(admin_channels::channels).post(admin_channels::add_channel),
+        )
+        .route(
+            "/admin/channels/{id}/{action}",
+            post(admin_channels::channel_action),
+        )
+        .route("/admin/dead-letters", get(admin_channels::dead_letters))
+        .route(
+            "/admin/dead-letters/{id}/{action}",
+            post(admin_channels::dead_letter_action),
         )
         .route("/admin/agents", get(admin::agents).post(admin::add_agent))
         .route("/admin/agents/{id}", post(admin::update_agent))
@@ -166,19 +176,20 @@ pub enum UiError {
     Invalid(String),
     #[error("something went wrong on our side; it has been logged")]
     Internal,
+    #[error("the database is busy or unreachable; try again in a moment")]
+    Unavailable,
 }
 
 impl From<StoreError> for UiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => UiError::NotFound(what),
-            StoreError::Invalid { field, message } => {
+        // One classification for the API and the pages.
+        match crate::http::ApiError::from(e) {
+            crate::http::ApiError::NotFound(what) => UiError::NotFound(what),
+            crate::http::ApiError::Invalid { field, message } => {
                 UiError::Invalid(format!("{field}: {message}"))
             }
-            other => {
-                tracing::error!(error = %other, "Store error.");
-                UiError::Internal
-            }
+            crate::http::ApiError::Unavailable => UiError::Unavailable,
+            _ => UiError::Internal,
         }
     }
 }
@@ -197,6 +208,7 @@ impl IntoResponse for UiError {
             UiError::Forbidden => StatusCode::FORBIDDEN,
             UiError::Invalid(_) => StatusCode::BAD_REQUEST,
             UiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            UiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let page = view::ErrorPage {
             status: status.as_u16(),

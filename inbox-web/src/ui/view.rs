@@ -37,7 +37,7 @@ pub struct LoginPage {
 #[derive(Debug, Clone)]
 pub struct ChannelBadge {
     pub icon: &'static str,
-    pub kind: &'static str,
+    pub kind: String,
     pub name: String,
 }
 
@@ -46,25 +46,38 @@ impl ChannelBadge {
         match channel {
             Some(c) => ChannelBadge {
                 icon: icon(c.kind),
-                kind: c.kind.as_str(),
+                kind: c.kind.to_string(),
                 name: c.name.clone(),
             },
             None => ChannelBadge {
                 icon: "?",
-                kind: "unknown",
+                kind: "unknown".into(),
                 name: "unknown channel".into(),
             },
         }
     }
 }
 
+/// Each kind's icon, from the catalog of the build (set when the router is built).
+static KIND_ICONS: std::sync::OnceLock<std::collections::HashMap<ChannelKind, &'static str>> =
+    std::sync::OnceLock::new();
+
+pub(crate) fn set_kind_icons(catalog: &dyn inbox_core::channel_catalog::ChannelCatalog) {
+    let _ = KIND_ICONS.set(
+        catalog
+            .kinds()
+            .into_iter()
+            .map(|k| (k.kind, k.icon))
+            .collect(),
+    );
+}
+
+/// A kind this build no longer has shows as "?" (its name says which).
 fn icon(kind: ChannelKind) -> &'static str {
-    match kind.as_str() {
-        "email" => "✉",
-        "telegram" => "✈",
-        "mastodon" => "🐘",
-        _ => "⚡",
-    }
+    KIND_ICONS
+        .get()
+        .and_then(|icons| icons.get(&kind).copied())
+        .unwrap_or("?")
 }
 
 /// A time as a machine-readable value (the script shows it in the agent's zone) and a fallback.

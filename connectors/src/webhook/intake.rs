@@ -1,14 +1,8 @@
-//! The generic signed webhook channel (DESIGN §3).
-//!
-//! Inbound: `POST /hooks/{channel_id}` with `X-Inbox-Signature: sha256=<hex HMAC-SHA256 of the raw
-//! body>`; answered 202 once the bus durably accepted the message. Outbound: a reply is POSTed as
-//! signed JSON (the [`OutboundMessage`] envelope) to the channel's `outbound_url`, with the message
-//! id as `Idempotency-Key` so the receiver can drop a retried duplicate.
+//! Inbound: `POST /hooks/{channel_id}` with `X-Inbox-Signature`; answered 202 once the bus durably
+//! accepted the message, 401 for a bad signature, 400 naming the bad field, 404 for no such
+//! channel, 410 for a deleted one and 503 + `Retry-After` while the channel is paused or the bus
+//! is away (the sender retries; nothing is lost).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,11 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use inbox_core::bus::{Bus, BusError};
+use inbox_core::bus::BusError;
 use inbox_core::envelope::{
-    AttachmentRef, BlobRef, Body, ChannelKind, InboundEvent, InboundMessage, OutboundMessage,
-    Party, ThreadHints,
+    AttachmentRef, BlobRef, Body, InboundEvent, InboundMessage, Party, ThreadHints,
 };
 use inbox_core::file_name::clean_file_name;
 use inbox_core::identity::EmailAddress;
@@ -28,62 +20,15 @@ use inbox_core::ids::{ChannelId, MessageId};
 use inbox_core::model::Channel;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::Sha256;
 
-use crate::{ChannelDirectory, Delivered, DeliveryError};
+use super::KIND;
+use super::signing::{SIGNATURE_HEADER, verify};
+use crate::IntakeContext;
 
-/// Header carrying the body's signature, in both directions.
-pub const SIGNATURE_HEADER: &str = "x-inbox-signature";
 /// Largest accepted webhook body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_EXTERNAL_ID: usize = 1_000;
 const MAX_HANDLE: usize = 500;
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// A new random signing secret for a channel.
-pub fn new_secret() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("whsec_{}", hex::encode(bytes))
-}
-
-/// `sha256=<hex>` of the body under the secret.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    // HMAC accepts keys of any length.
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"));
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Constant-time check of a `sha256=<hex>` signature.
-pub fn verify(secret: &str, body: &[u8], signature: &str) -> bool {
-    let Some(hex_digest) = signature.trim().strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(digest) = hex::decode(hex_digest) else {
-        return false;
-    };
-    let Ok(mut mac) = HmacSha256::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&digest).is_ok()
-}
-
-/// Settings of a webhook channel (the channel's `config` JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Where replies are POSTed; without it, replies on this channel fail with a clear error.
-    #[serde(default)]
-    pub outbound_url: Option<String>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Inbound
 
 /// The JSON body of an inbound webhook.
 #[derive(Debug, Deserialize)]
@@ -132,15 +77,8 @@ struct WebhookAttachment {
     size: Option<u64>,
 }
 
-/// What the inbound endpoint needs.
-#[derive(Debug, Clone)]
-pub struct WebhookState {
-    pub directory: Arc<dyn ChannelDirectory>,
-    pub bus: Arc<dyn Bus>,
-}
-
 /// `POST /hooks/{channel_id}`.
-pub fn router(state: WebhookState) -> Router {
+pub fn router(state: IntakeContext) -> Router {
     Router::new()
         .route("/hooks/{channel_id}", post(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -157,6 +95,15 @@ struct Refusal {
 }
 
 impl Refusal {
+    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            error,
+            field: None,
+            message: message.into(),
+        }
+    }
+
     fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Refusal {
             status: StatusCode::BAD_REQUEST,
@@ -185,7 +132,7 @@ impl IntoResponse for Refusal {
 }
 
 async fn receive(
-    State(state): State<WebhookState>,
+    State(state): State<IntakeContext>,
     Path(channel_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -210,8 +157,22 @@ async fn receive(
                 message: "try again later".into(),
             }
         })?
-        .filter(|c| c.kind == ChannelKind::Webhook && c.enabled)
+        .filter(|c| c.kind == KIND)
         .ok_or_else(unknown)?;
+    if channel.deleted_at.is_some() {
+        return Err(Refusal::new(
+            StatusCode::GONE,
+            "channel_deleted",
+            "this channel was deleted",
+        ));
+    }
+    if !channel.enabled {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "channel_paused",
+            "this channel is paused; retry later",
+        ));
+    }
 
     let signature = headers
         .get(SIGNATURE_HEADER)
@@ -327,7 +288,7 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
     let message = InboundMessage {
         id: MessageId::new(),
         channel_id: channel.id,
-        channel_kind: ChannelKind::Webhook,
+        channel_kind: KIND,
         external_id: external_id.to_owned(),
         thread: ThreadHints {
             references: in_reply_to.iter().cloned().collect(),
@@ -364,107 +325,23 @@ fn missing_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Outbound
-
-/// Delivers replies by POSTing them, signed, to the channel's `outbound_url`.
-#[derive(Debug, Clone)]
-pub struct WebhookConnector {
-    http: reqwest::Client,
-}
-
-impl WebhookConnector {
-    pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("inbox/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        WebhookConnector { http }
-    }
-}
-
-impl Default for WebhookConnector {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[async_trait]
-impl crate::Connector for WebhookConnector {
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Webhook
-    }
-
-    async fn deliver(
-        &self,
-        channel: &Channel,
-        message: &OutboundMessage,
-    ) -> Result<Delivered, DeliveryError> {
-        let config: WebhookConfig = serde_json::from_value(channel.config.clone())
-            .map_err(|e| DeliveryError::permanent(format!("channel config: {e}")))?;
-        let url = config.outbound_url.ok_or_else(|| {
-            DeliveryError::permanent("the channel has no outbound_url to deliver replies to")
-        })?;
-        let body = message.to_json();
-        let response = self
-            .http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, sign(&channel.secret, &body))
-            .header("idempotency-key", message.id.to_string())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transient(format!("POST {url}: {e}")))?;
-        let status = response.status();
-        if status.is_success() {
-            #[derive(Deserialize)]
-            struct Answer {
-                external_id: Option<String>,
-            }
-            let answer = response.json::<Answer>().await.ok();
-            return Ok(Delivered {
-                external_id: answer.and_then(|a| a.external_id),
-            });
-        }
-        let text = response.text().await.unwrap_or_default();
-        let text: String = text.chars().take(300).collect();
-        let message = format!("POST {url}: HTTP {status}: {text}");
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(DeliveryError::transient(message))
-        } else {
-            Err(DeliveryError::permanent(message))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use inbox_core::channel_rules::ChannelRules;
 
     fn channel() -> Channel {
         Channel {
             id: ChannelId::new(),
-            kind: ChannelKind::Webhook,
+            kind: KIND,
             name: "test".into(),
             config: json!({}),
             secret: "s3cret".into(),
             enabled: true,
+            rules: ChannelRules::CHANNEL_CHAT,
             created_at: Utc::now(),
+            deleted_at: None,
         }
-    }
-
-    #[test]
-    fn signatures_verify_and_reject_tampering() {
-        let sig = sign("s3cret", b"{\"a\":1}");
-        assert!(sig.starts_with("sha256="));
-        assert!(verify("s3cret", b"{\"a\":1}", &sig));
-        assert!(!verify("s3cret", b"{\"a\":2}", &sig));
-        assert!(!verify("other", b"{\"a\":1}", &sig));
-        assert!(!verify("s3cret", b"{\"a\":1}", "sha256=zz"));
-        assert!(!verify("s3cret", b"{\"a\":1}", ""));
     }
 
     #[test]
