@@ -71,6 +71,11 @@ impl MailServer {
         server
     }
 
+    /// An SMTP server that offers no AUTH (a relay on a trusted network); IMAP as usual.
+    pub fn start_without_smtp_auth() -> MailServer {
+        Self::start_with(&["--no-auth"])
+    }
+
     fn start_with(options: &[&str]) -> MailServer {
         let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         // The mail user must be able to enter the state dir.

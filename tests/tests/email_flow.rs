@@ -11,15 +11,15 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use inbox_connectors::email::EmailConfig;
 use inbox_connectors::email::smtp::SmtpConnector;
+use inbox_connectors::email::{EmailConfig, SmtpAuth};
 use inbox_core::envelope::{
     Body, ChannelKind, OutboundMessage, Party, SCHEMA_VERSION, ThreadHints,
 };
 use inbox_core::ids::{ChannelId, ConversationId, MessageId};
 use inbox_core::model::Channel;
 use inbox_e2e::mail::MailServer;
-use inbox_e2e::{Backend, TestApp, both_backends, wait_for};
+use inbox_e2e::{Backend, TestApp, both_backends, wait_for, wait_until};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
 
@@ -218,4 +218,51 @@ async fn smtp_refusals_are_classified() {
         .await
         .expect_err("451");
     assert!(transient.retryable, "{}", transient.message);
+}
+
+/// A relay on a trusted network offers no AUTH: `smtp_auth: none` sends through it; asking for
+/// PLAIN there fails the reply for good with the server's reason, before anything is sent.
+#[tokio::test]
+async fn smtp_auth_none_sends_through_a_relay_without_auth() {
+    let server = MailServer::start_without_smtp_auth();
+    let channel_with = |auth: SmtpAuth| Channel {
+        id: ChannelId::new(),
+        kind: ChannelKind::EMAIL,
+        name: "support".into(),
+        config: serde_json::to_value(EmailConfig {
+            smtp_auth: Some(auth),
+            ..email_config(&server)
+        })
+        .unwrap(),
+        secret: String::new(),
+        enabled: true,
+        rules: inbox_core::channel_rules::ChannelRules::MAIL,
+        created_at: Utc::now(),
+        deleted_at: None,
+    };
+    let delivered = SmtpConnector
+        .deliver(
+            &channel_with(SmtpAuth::None),
+            &outbound("customer@example.test"),
+        )
+        .await
+        .expect("sent without AUTH");
+    assert!(delivered.external_id.is_some());
+    wait_until(WAIT, "the reply delivered to the customer", async || {
+        !server.new_mail("customer").is_empty()
+    })
+    .await;
+    let refused = SmtpConnector
+        .deliver(
+            &channel_with(SmtpAuth::Plain),
+            &outbound("customer@example.test"),
+        )
+        .await
+        .expect_err("no AUTH to log in with");
+    assert!(!refused.retryable, "{}", refused.message);
+    assert!(
+        refused.message.to_lowercase().contains("authentication"),
+        "{}",
+        refused.message
+    );
 }

@@ -205,6 +205,13 @@ pub async fn send(
             "SMTP {}:{} refused the reply: {e}",
             config.smtp_host, config.smtp_port
         ))),
+        // The client cannot go on with this server as configured (no common AUTH mechanism):
+        // retrying cannot help, the channel's settings must change.
+        Err(e) if e.is_client() => Err(DeliveryError::permanent(format!(
+            "SMTP {}:{}: {e} (check the channel's smtp_auth: `none` for a relay that offers no \
+             authentication)",
+            config.smtp_host, config.smtp_port
+        ))),
         Err(e) => Err(DeliveryError::transient(format!(
             "SMTP {}:{}: {e}",
             config.smtp_host, config.smtp_port
