@@ -344,6 +344,20 @@ impl Application {
     }
 }
 
+/// Every route `inbox run` serves, as its routers are built: the agents' side, the operations
+/// endpoints and each channel kind's intake (the route-matrix and OpenAPI tests check them).
+pub fn served_routes(registry: &Registry) -> Vec<inbox_web::http::Route> {
+    let mut routes = inbox_web::http::served_routes();
+    routes.extend(ops::served_routes());
+    routes.extend(registry.connectors().filter_map(|c| {
+        c.info().intake_path.map(|path| inbox_web::http::Route {
+            method: axum::http::Method::POST,
+            path,
+        })
+    }));
+    routes
+}
+
 fn worker(
     store: &Store,
     bus: &Arc<dyn Bus>,

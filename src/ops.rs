@@ -7,10 +7,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use inbox_core::bus::Bus;
 use inbox_core::bus::kafka::LagProbe;
 use inbox_core::store::Store;
+use inbox_web::http::{Route, RouteTable};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,14 +35,23 @@ struct Probes {
     bus: Arc<dyn Bus>,
 }
 
+/// `/healthz`, `/readyz`, `/metrics`.
+fn routes() -> RouteTable<Probes> {
+    RouteTable::new()
+        .get("/healthz", || async { "ok" })
+        .get("/readyz", ready)
+        .get("/metrics", render)
+}
+
+/// What the operations endpoints serve.
+pub fn served_routes() -> Vec<Route> {
+    routes().list()
+}
+
 pub fn router(store: Store, bus: Arc<dyn Bus>) -> Router {
     // Install at start so every metric recorded from now on is kept.
     let _ = prometheus();
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(render))
-        .with_state(Probes { store, bus })
+    routes().into_router().with_state(Probes { store, bus })
 }
 
 async fn ready(State(probes): State<Probes>) -> (StatusCode, &'static str) {

@@ -24,7 +24,8 @@ pub struct KindInfo {
     pub description: &'static str,
     /// The config fields, for forms and docs.
     pub fields: Vec<ConfigField>,
-    /// The kind's intake URL path with `{id}` for the channel id, when it takes pushes.
+    /// The path pattern of the kind's intake (`/hooks/{channel_id}`), when it takes pushes: the
+    /// route it serves, `{channel_id}` standing for the channel id.
     pub intake_path: Option<&'static str>,
     /// The channel's signing secret matters (shown once at creation).
     pub uses_secret: bool,

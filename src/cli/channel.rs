@@ -158,7 +158,7 @@ async fn add(config: &Config, store: &Store, add: AddChannel) -> anyhow::Result<
         format!(
             "{}{}",
             config.base_url(config.listen),
-            p.replace("{id}", &channel.id.to_string())
+            p.replace("{channel_id}", &channel.id.to_string())
         )
     });
     if add.json {

@@ -60,34 +60,14 @@ async fn the_document_describes_every_api_route() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let expected: BTreeSet<(String, String)> = [
-        ("GET", "/api/v1/conversations"),
-        ("GET", "/api/v1/conversations/{id}"),
-        ("PATCH", "/api/v1/conversations/{id}"),
-        ("GET", "/api/v1/conversations/{id}/messages"),
-        ("POST", "/api/v1/conversations/{id}/messages"),
-        ("GET", "/api/v1/conversations/{id}/events"),
-        ("GET", "/api/v1/contacts/{id}"),
-        ("POST", "/api/v1/contacts/{id}/merge"),
-        ("POST", "/api/v1/contact-merges/{id}/undo"),
-        ("GET", "/api/v1/search"),
-        ("POST", "/api/v1/attachments"),
-        ("GET", "/api/v1/attachments/{key}"),
-        ("GET", "/api/v1/channel-kinds"),
-        ("GET", "/api/v1/channels"),
-        ("POST", "/api/v1/channels"),
-        ("GET", "/api/v1/channels/{id}"),
-        ("PATCH", "/api/v1/channels/{id}"),
-        ("DELETE", "/api/v1/channels/{id}"),
-        ("POST", "/api/v1/channels/{id}/test"),
-        ("GET", "/api/v1/channels/{id}/health"),
-        ("GET", "/api/v1/dead-letters"),
-        ("POST", "/api/v1/dead-letters/{id}/replay"),
-        ("POST", "/api/v1/dead-letters/{id}/discard"),
-    ]
-    .into_iter()
-    .map(|(method, path)| (method.to_owned(), path.to_owned()))
-    .collect();
+    // What the router serves under /api/v1 (the document itself aside), as the router is built:
+    // a route added without its `#[utoipa::path]` fails here.
+    let expected: BTreeSet<(String, String)> =
+        inbox::app::served_routes(&inbox_connectors::Registry::with_builtin())
+            .into_iter()
+            .filter(|r| r.path.starts_with("/api/v1/") && r.path != "/api/v1/openapi.json")
+            .map(|r| (r.method.to_string(), r.path.replace("{*", "{")))
+            .collect();
     assert_eq!(operations, expected);
 
     let schemas = doc["components"]["schemas"]

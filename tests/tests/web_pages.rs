@@ -205,7 +205,14 @@ async fn admins_add_channels_agents_and_tokens(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = Browser::sign_in(&app, Role::Admin).await;
     let response = admin
-        .post("/admin/channels", &[("name", "Shop"), ("outbound_url", "")])
+        .post(
+            "/admin/channels",
+            &[
+                ("kind", "webhook"),
+                ("name", "Shop"),
+                ("config.outbound_url", ""),
+            ],
+        )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let page = response.text().await.unwrap();

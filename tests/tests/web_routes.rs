@@ -31,6 +31,7 @@ const PUBLIC: [u16; 3] = [200, 200, 200];
 const PAGE: [u16; 3] = [303, 200, 200];
 const ADMIN_PAGE: [u16; 3] = [303, 403, 200];
 const API: [u16; 3] = [401, 200, 200];
+const ADMIN_API: [u16; 3] = [401, 403, 200];
 
 fn table() -> Vec<Row> {
     use Body::*;
@@ -41,6 +42,13 @@ fn table() -> Vec<Row> {
         Row("GET", "/metrics", None, PUBLIC),
         Row("GET", "/api/v1/openapi.json", None, PUBLIC),
         Row("GET", "/login", None, PUBLIC),
+        // Signing in needs the sign-in form's own double-submit token, which no row has.
+        Row(
+            "POST",
+            "/login",
+            Form("email=x%40example.com&password=wrong"),
+            [403, 403, 403],
+        ),
         Row("GET", "/assets/app.js", None, PUBLIC),
         Row("GET", "/assets/app.css", None, PUBLIC),
         // A webhook without a valid signature is refused whoever sends it.
@@ -77,8 +85,21 @@ fn table() -> Vec<Row> {
         Row(
             "POST",
             "/admin/channels",
-            Form("name=Shop&outbound_url="),
+            Form("kind=webhook&name=Shop&config.outbound_url="),
             ADMIN_PAGE,
+        ),
+        Row(
+            "POST",
+            "/admin/channels/{spare}/pause",
+            Form(""),
+            [303, 403, 303],
+        ),
+        Row("GET", "/admin/dead-letters", None, ADMIN_PAGE),
+        Row(
+            "POST",
+            "/admin/dead-letters/{random}/replay",
+            Form(""),
+            [303, 403, 404],
         ),
         Row("GET", "/admin/agents", None, ADMIN_PAGE),
         Row(
@@ -98,6 +119,12 @@ fn table() -> Vec<Row> {
             "/admin/agents/{target}/tokens",
             Form("name=ci"),
             ADMIN_PAGE,
+        ),
+        Row(
+            "POST",
+            "/admin/agents/{target}/sessions/end",
+            Form(""),
+            [303, 403, 303],
         ),
         Row(
             "POST",
@@ -153,6 +180,43 @@ fn table() -> Vec<Row> {
             [401, 201, 201],
         ),
         Row("GET", "/api/v1/attachments/{upload}", None, API),
+        // Channels and dead letters: admins only.
+        Row("GET", "/api/v1/channel-kinds", None, ADMIN_API),
+        Row("GET", "/api/v1/channels", None, ADMIN_API),
+        Row(
+            "POST",
+            "/api/v1/channels",
+            Json(r#"{"kind":"webhook","name":"R{n}","config":{}}"#),
+            [401, 403, 201],
+        ),
+        Row("GET", "/api/v1/channels/{channel}", None, ADMIN_API),
+        Row(
+            "PATCH",
+            "/api/v1/channels/{channel}",
+            Json(r#"{"name":"Renamed"}"#),
+            ADMIN_API,
+        ),
+        Row(
+            "POST",
+            "/api/v1/channels/{channel}/test",
+            Json("{}"),
+            ADMIN_API,
+        ),
+        Row("GET", "/api/v1/channels/{channel}/health", None, ADMIN_API),
+        Row("DELETE", "/api/v1/channels/{spare}", None, [401, 403, 204]),
+        Row("GET", "/api/v1/dead-letters", None, ADMIN_API),
+        Row(
+            "POST",
+            "/api/v1/dead-letters/{random}/replay",
+            Json("{}"),
+            [401, 403, 404],
+        ),
+        Row(
+            "POST",
+            "/api/v1/dead-letters/{random}/discard",
+            Json("{}"),
+            [401, 403, 404],
+        ),
         // Search, contacts, canned replies.
         Row("GET", "/search?q=order", None, PAGE),
         Row("GET", "/contacts/{contact}", None, PAGE),
@@ -215,6 +279,9 @@ async fn fixture(app: &TestApp) -> Fixture {
     let channel = app
         .create_webhook_channel("http://127.0.0.1:9/unused")
         .await;
+    let spare = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
     app.customer_says(&channel, "c-1", "u-1", "Hello, my order is late")
         .await;
     let conversation = inbox_e2e::wait_for(
@@ -272,6 +339,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         values: vec![
             ("upload", upload),
             ("channel", channel.id.to_string()),
+            ("spare", spare.id.to_string()),
             ("conversation", conversation_id),
             ("message", message_id),
             ("html_message", html_message_id),
@@ -314,7 +382,10 @@ async fn request(
     let mut request = client.request(method.parse().unwrap(), app.url(path));
     if let Some((cookie, csrf)) = session {
         request = request.header(COOKIE, format!("inbox_session={cookie}"));
-        if with_csrf && let Body::Json(_) = body {
+        // JSON and body-less state changes carry the token in the header; forms in `_csrf`.
+        if with_csrf
+            && (matches!(body, Body::Json(_)) || (method != "GET" && matches!(body, Body::None)))
+        {
             request = request.header("X-CSRF-Token", csrf);
         }
     }
@@ -365,9 +436,121 @@ async fn every_route_by_role(backend: Backend) {
                     "{method} {template} as {who:?}: {got}, expected {want}"
                 ));
             }
+            // A redirect says where: anonymous callers to sign-in, the others to a page of ours.
+            if got == 303 {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or_default();
+                let fine = match who {
+                    Who::Anonymous => {
+                        location.starts_with("/login") || (template == "/" && location == "/inbox")
+                    }
+                    _ => location.starts_with('/') && !location.starts_with("//"),
+                };
+                if !fine {
+                    failures.push(format!(
+                        "{method} {template} as {who:?}: 303 to {location:?}"
+                    ));
+                }
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    app.stop().await;
+}
+
+/// Does the table's `path` (a concrete path, maybe with a query) hit the router's `pattern`?
+fn hits(pattern: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    let (mut want, mut got) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), _) if w.starts_with("{*") => return true,
+            (Some(w), Some(_)) if w.starts_with('{') => {}
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The matrix covers what the router serves: a route added without a row fails here, and a row
+/// whose route is gone fails too.
+#[test]
+fn every_served_route_has_a_row() {
+    let served = inbox::app::served_routes(&inbox_connectors::Registry::with_builtin());
+    let rows = table();
+    let mut missing = Vec::new();
+    for route in &served {
+        let covered = rows.iter().any(|Row(method, path, _, _)| {
+            *method == route.method.as_str() && hits(route.path, path)
+        });
+        if !covered {
+            missing.push(format!("{} {}", route.method, route.path));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the matrix:\n{}",
+        missing.join("\n")
+    );
+    let stale: Vec<String> = rows
+        .iter()
+        .filter(|Row(method, path, _, _)| {
+            !served
+                .iter()
+                .any(|route| *method == route.method.as_str() && hits(route.path, path))
+        })
+        .map(|Row(method, path, _, _)| format!("{method} {path}"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "rows no route serves:\n{}",
+        stale.join("\n")
+    );
+}
+
+// What the admin page's channel buttons do, and that an agent's click changes nothing.
+both_backends!(channel_buttons_change_state_for_admins_only);
+async fn channel_buttons_change_state_for_admins_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
+    let agent = session(&app, Role::Agent).await;
+    let admin = session(&app, Role::Admin).await;
+    let click = async |who: &(String, String), action: &str| {
+        let path = format!("/admin/channels/{}/{action}", channel.id);
+        request(&app, "POST", &path, Body::Form(""), Some(who), true).await
+    };
+    let state = async || app.store.channel(channel.id).await.unwrap().unwrap();
+    assert_eq!(click(&agent, "pause").await.status(), StatusCode::FORBIDDEN);
+    assert!(state().await.enabled, "an agent's click changed nothing");
+    for (action, enabled, deleted) in [
+        ("pause", false, false),
+        ("resume", true, false),
+        ("delete", true, true),
+    ] {
+        let response = click(&admin, action).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{action}");
+        assert_eq!(
+            response.headers()["location"],
+            "/admin/channels",
+            "{action}"
+        );
+        let now = state().await;
+        assert_eq!(
+            (now.enabled, now.deleted_at.is_some()),
+            (enabled, deleted),
+            "{action}"
+        );
+    }
+    assert_eq!(
+        click(&admin, "explode").await.status(),
+        StatusCode::NOT_FOUND
+    );
     app.stop().await;
 }
 

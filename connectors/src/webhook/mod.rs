@@ -57,7 +57,7 @@ impl Connector for WebhookConnector {
                 input: FieldInput::Url,
                 required: false,
             }],
-            intake_path: Some("/hooks/{id}"),
+            intake_path: Some("/hooks/{channel_id}"),
             uses_secret: true,
         }
     }

@@ -7,12 +7,11 @@
 //! a blob back as a download (`Content-Disposition: attachment`, `nosniff`), with the content type
 //! of `?content_type=` (the reference's) or one guessed from the name.
 
-use axum::Router;
+use crate::http::route_table::RouteTable;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use bytes::BytesMut;
 use futures::StreamExt;
 use inbox_core::envelope::{AttachmentRef, BlobRef};
@@ -33,10 +32,10 @@ const DOWNLOADABLE: [&str; 3] = [UPLOAD_PREFIX, "attachments/", "raw/"];
 const MAX_DRAIN: usize = 2 * MAX_UPLOAD;
 const OCTET_STREAM: &str = "application/octet-stream";
 
-pub fn router() -> Router<WebState> {
-    Router::new()
-        .route("/api/v1/attachments", post(upload))
-        .route("/api/v1/attachments/{*key}", get(download))
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new()
+        .post("/api/v1/attachments", upload)
+        .get("/api/v1/attachments/{*key}", download)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

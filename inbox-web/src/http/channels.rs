@@ -3,10 +3,10 @@
 //! PATCH `{"deleted":false}` restores), tested and watched. Configs are checked by their kind
 //! (the connectors' registry, through the core's catalog port); secrets are write-only.
 
+use crate::http::route_table::RouteTable;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use inbox_core::channel_catalog::{ConnectionReport, KindInfo, mint_secret};
@@ -28,16 +28,16 @@ pub const MAX_NAME_CHARS: usize = 100;
 /// Shortest operator-chosen signing secret.
 const MIN_SECRET_CHARS: usize = 16;
 
-pub fn router() -> Router<WebState> {
-    Router::new()
-        .route("/api/v1/channel-kinds", get(kinds))
-        .route("/api/v1/channels", get(list).post(create))
-        .route(
-            "/api/v1/channels/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/api/v1/channels/{id}/test", post(test))
-        .route("/api/v1/channels/{id}/health", get(health))
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new()
+        .get("/api/v1/channel-kinds", kinds)
+        .get("/api/v1/channels", list)
+        .post("/api/v1/channels", create)
+        .get("/api/v1/channels/{id}", show)
+        .patch("/api/v1/channels/{id}", update)
+        .delete("/api/v1/channels/{id}", remove)
+        .post("/api/v1/channels/{id}/test", test)
+        .get("/api/v1/channels/{id}/health", health)
 }
 
 /// A channel as the API shows it: never its secret.
@@ -73,7 +73,7 @@ impl ChannelView {
         ChannelView {
             intake_path: kind
                 .and_then(|k| k.intake_path)
-                .map(|path| path.replace("{id}", &channel.id.to_string())),
+                .map(|path| path.replace("{channel_id}", &channel.id.to_string())),
             id: channel.id,
             kind: channel.kind,
             name: channel.name,

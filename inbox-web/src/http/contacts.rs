@@ -1,9 +1,9 @@
 //! `/api/v1/contacts/{id}`: a customer with their identities and conversations on every channel.
 
+use crate::http::route_table::RouteTable;
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use inbox_core::actions;
 use inbox_core::ids::ContactId;
@@ -16,11 +16,11 @@ use super::conversations::{parse_cursor, parse_id};
 use super::error::parse_json;
 use super::{ApiError, CurrentAgent, WebState};
 
-pub fn router() -> Router<WebState> {
-    Router::new()
-        .route("/api/v1/contacts/{id}", get(show))
-        .route("/api/v1/contacts/{id}/merge", post(merge))
-        .route("/api/v1/contact-merges/{id}/undo", post(unmerge))
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new()
+        .get("/api/v1/contacts/{id}", show)
+        .post("/api/v1/contacts/{id}/merge", merge)
+        .post("/api/v1/contact-merges/{id}/undo", unmerge)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

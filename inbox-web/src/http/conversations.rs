@@ -1,10 +1,10 @@
 //! `/api/v1/conversations`: list, read, reply or note, and change status, assignee and labels.
 
+use crate::http::route_table::RouteTable;
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use inbox_core::actions;
@@ -21,15 +21,14 @@ use super::{ApiError, CurrentAgent, WebState};
 
 const DEFAULT_PAGE: u32 = 25;
 
-pub fn router() -> Router<WebState> {
-    Router::new()
-        .route("/api/v1/conversations", get(list))
-        .route("/api/v1/conversations/{id}", get(show).patch(update))
-        .route(
-            "/api/v1/conversations/{id}/messages",
-            get(messages).post(post_message),
-        )
-        .route("/api/v1/conversations/{id}/events", get(events))
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new()
+        .get("/api/v1/conversations", list)
+        .get("/api/v1/conversations/{id}", show)
+        .patch("/api/v1/conversations/{id}", update)
+        .get("/api/v1/conversations/{id}/messages", messages)
+        .post("/api/v1/conversations/{id}/messages", post_message)
+        .get("/api/v1/conversations/{id}/events", events)
 }
 
 pub(super) fn parse_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {

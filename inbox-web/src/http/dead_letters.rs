@@ -1,9 +1,9 @@
 //! `/api/v1/dead-letters` (admins only): what could not be stored, with its error; replayed
 //! through the funnel after a fix (stored once, never twice) or discarded.
 
+use crate::http::route_table::RouteTable;
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use inbox_core::ids::{ChannelId, ConversationId, MessageId};
 use inbox_core::ingest::ReplayOutcome;
@@ -18,11 +18,11 @@ use super::{AdminAgent, ApiError, WebState};
 /// Dead letters listed when no `limit` is given.
 const DEFAULT_LIMIT: u32 = 100;
 
-pub fn router() -> Router<WebState> {
-    Router::new()
-        .route("/api/v1/dead-letters", get(list))
-        .route("/api/v1/dead-letters/{id}/replay", post(replay))
-        .route("/api/v1/dead-letters/{id}/discard", post(discard))
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new()
+        .get("/api/v1/dead-letters", list)
+        .post("/api/v1/dead-letters/{id}/replay", replay)
+        .post("/api/v1/dead-letters/{id}/discard", discard)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

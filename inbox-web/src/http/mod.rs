@@ -10,6 +10,7 @@ pub(crate) mod dead_letters;
 pub mod device_cookie;
 mod error;
 mod openapi;
+pub mod route_table;
 mod search;
 pub mod sign_in_limits;
 
@@ -25,6 +26,7 @@ use tokio::sync::Notify;
 
 pub use auth::{AdminAgent, AuthSettings, Authenticated, CurrentAgent};
 pub use error::ApiError;
+pub use route_table::{Route, RouteTable};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -43,17 +45,29 @@ pub struct WebState {
     pub ingest: Arc<IngestSettings>,
 }
 
+/// The JSON API's routes.
+fn api_routes() -> RouteTable<WebState> {
+    conversations::routes()
+        .merge(attachments::routes())
+        .merge(contacts::routes())
+        .merge(search::routes())
+        .merge(channels::routes())
+        .merge(dead_letters::routes())
+        .merge(openapi::routes())
+}
+
+/// Every route the agents' side serves (the API and the pages), as the router is built from it.
+pub fn served_routes() -> Vec<Route> {
+    let mut routes = api_routes().list();
+    routes.extend(crate::ui::routes().list());
+    routes
+}
+
 /// Every route of the agents' side.
 pub fn router(state: WebState) -> Router {
     crate::ui::view::set_kind_icons(state.catalog.as_ref());
-    Router::new()
-        .merge(conversations::router())
-        .merge(attachments::router())
-        .merge(contacts::router())
-        .merge(search::router())
-        .merge(channels::router())
-        .merge(dead_letters::router())
-        .merge(openapi::router())
+    api_routes()
+        .into_router()
         .merge(crate::ui::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,8 +1,8 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI document of the `/api/v1` routes, generated from the
 //! handlers' `#[utoipa::path]` annotations. Public, like `/healthz`: it describes the API.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use crate::http::route_table::RouteTable;
+use axum::Json;
 use inbox_core::model::{Contact, Conversation, Identity};
 use inbox_core::store::MessagePage;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::WebState;
 
-pub fn router() -> Router<WebState> {
-    Router::new().route("/api/v1/openapi.json", get(document))
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new().get("/api/v1/openapi.json", document)
 }
 
 async fn document() -> Json<utoipa::openapi::OpenApi> {

@@ -1,8 +1,8 @@
 //! `GET /api/v1/search?q=&cursor=&limit=`: full-text search over messages and notes.
 
+use crate::http::route_table::RouteTable;
+use axum::Json;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use inbox_core::store::SearchPage;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -10,8 +10,8 @@ use utoipa::IntoParams;
 use super::conversations::{parse_cursor, parse_limit};
 use super::{ApiError, CurrentAgent, WebState};
 
-pub fn router() -> Router<WebState> {
-    Router::new().route("/api/v1/search", get(search))
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new().get("/api/v1/search", search)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

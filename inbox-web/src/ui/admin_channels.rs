@@ -155,7 +155,7 @@ async fn channels_page(
                 id: c.id.to_string(),
                 intake_path: info
                     .and_then(|k| k.intake_path)
-                    .map(|p| p.replace("{id}", &c.id.to_string()))
+                    .map(|p| p.replace("{channel_id}", &c.id.to_string()))
                     .unwrap_or_default(),
                 icon: info.map(|k| k.icon).unwrap_or("?"),
                 name: c.name,

@@ -13,62 +13,70 @@ mod login;
 mod search;
 pub(crate) mod view;
 
+use crate::http::route_table::RouteTable;
 use askama::Template;
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use axum::{Router, middleware};
 use inbox_core::model::{Agent, Role};
 use inbox_core::store::StoreError;
 
 use crate::http::{Authenticated, WebState};
 
-pub fn router() -> Router<WebState> {
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/inbox") }))
-        .route("/login", get(login::form).post(login::submit))
-        .route("/logout", post(login::logout))
-        .route("/inbox", get(inbox::list))
-        .route("/inbox/list", get(inbox::list_fragment))
-        .route("/conversations/{id}", get(inbox::show))
-        .route("/conversations/{id}/reply", post(inbox::reply))
-        .route("/conversations/{id}/update", post(inbox::update))
-        .route("/conversations/{id}/history", get(inbox::history_fragment))
-        .route("/conversations/{id}/meta", get(inbox::meta_fragment))
-        .route(
+/// Every page and form route.
+pub fn routes() -> RouteTable<WebState> {
+    RouteTable::new()
+        .get("/", || async { Redirect::to("/inbox") })
+        .get("/login", login::form)
+        .post("/login", login::submit)
+        .post("/logout", login::logout)
+        .get("/inbox", inbox::list)
+        .get("/inbox/list", inbox::list_fragment)
+        .get("/conversations/{id}", inbox::show)
+        .post("/conversations/{id}/reply", inbox::reply)
+        .post("/conversations/{id}/update", inbox::update)
+        .get("/conversations/{id}/history", inbox::history_fragment)
+        .get("/conversations/{id}/meta", inbox::meta_fragment)
+        .get(
             "/conversations/{id}/messages/{message}",
-            get(inbox::message_fragment),
+            inbox::message_fragment,
         )
-        .route("/messages/{id}/html", get(inbox::email_html))
-        .route("/events/stream", get(live::stream))
-        .route("/search", get(search::page))
-        .route("/contacts/{id}", get(contacts::page))
-        .route("/contacts/{id}/merge", post(contacts::merge))
-        .route("/contacts/merges/{id}/undo", post(contacts::unmerge))
-        .route("/canned", get(canned::page).post(canned::create))
-        .route("/canned.json", get(canned::json))
-        .route("/canned/{id}/delete", post(canned::delete))
-        .route(
-            "/admin/channels",
-            get(admin_channels::channels).post(admin_channels::add_channel),
-        )
-        .route(
+        .get("/messages/{id}/html", inbox::email_html)
+        .get("/events/stream", live::stream)
+        .get("/search", search::page)
+        .get("/contacts/{id}", contacts::page)
+        .post("/contacts/{id}/merge", contacts::merge)
+        .post("/contacts/merges/{id}/undo", contacts::unmerge)
+        .get("/canned", canned::page)
+        .post("/canned", canned::create)
+        .get("/canned.json", canned::json)
+        .post("/canned/{id}/delete", canned::delete)
+        .get("/admin/channels", admin_channels::channels)
+        .post("/admin/channels", admin_channels::add_channel)
+        .post(
             "/admin/channels/{id}/{action}",
-            post(admin_channels::channel_action),
+            admin_channels::channel_action,
         )
-        .route("/admin/dead-letters", get(admin_channels::dead_letters))
-        .route(
+        .get("/admin/dead-letters", admin_channels::dead_letters)
+        .post(
             "/admin/dead-letters/{id}/{action}",
-            post(admin_channels::dead_letter_action),
+            admin_channels::dead_letter_action,
         )
-        .route("/admin/agents", get(admin::agents).post(admin::add_agent))
-        .route("/admin/agents/{id}", post(admin::update_agent))
-        .route("/admin/agents/{id}/tokens", post(admin::create_token))
-        .route("/admin/agents/{id}/sessions/end", post(admin::end_sessions))
-        .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
-        .route("/assets/{file}", get(assets::serve))
+        .get("/admin/agents", admin::agents)
+        .post("/admin/agents", admin::add_agent)
+        .post("/admin/agents/{id}", admin::update_agent)
+        .post("/admin/agents/{id}/tokens", admin::create_token)
+        .post("/admin/agents/{id}/sessions/end", admin::end_sessions)
+        .post("/admin/tokens/{id}/revoke", admin::revoke_token)
+        .get("/assets/{file}", assets::serve)
+}
+
+/// The pages, with their security headers.
+pub fn router() -> Router<WebState> {
+    routes()
+        .into_router()
         .layer(middleware::map_response(security_headers))
 }
 
