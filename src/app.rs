@@ -236,7 +236,15 @@ impl Application {
                 .run(shutdown.clone()),
             ));
         }
+        background.push(crate::telemetry::sample_pool(
+            store.clone(),
+            shutdown.clone(),
+        ));
         if roles.core {
+            background.push(crate::telemetry::sample_store(
+                store.clone(),
+                shutdown.clone(),
+            ));
             background.push(tokio::spawn(
                 SnoozeWaker {
                     store: store.clone(),
@@ -307,6 +315,7 @@ impl Application {
         let app = app
             .merge(extra_routes.unwrap_or_default())
             .layer(axum::middleware::from_fn(crate::http_errors::json_errors))
+            .layer(axum::middleware::from_fn(crate::telemetry::record_request))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
         let addr = listener.local_addr()?;

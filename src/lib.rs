@@ -7,6 +7,7 @@ pub mod demo;
 pub mod directory;
 pub mod http_errors;
 pub mod ops;
+pub mod telemetry;
 
 pub use app::Application;
 pub use config::Config;

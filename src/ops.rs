@@ -11,7 +11,7 @@ use inbox_core::bus::Bus;
 use inbox_core::bus::kafka::LagProbe;
 use inbox_core::store::Store;
 use inbox_web::http::{Route, RouteTable};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,11 +19,19 @@ use tokio_util::sync::CancellationToken;
 fn prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => Some(handle),
-            Err(error) => {
-                tracing::warn!(%error, "Metrics recorder not installed.");
-                None
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("inbox_http_request_duration_seconds".into()),
+                    crate::telemetry::HTTP_BUCKETS,
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!(%error, "Metrics recorder not installed.");
+                    None
+                }
             }
         })
         .as_ref()
@@ -51,6 +59,7 @@ pub fn served_routes() -> Vec<Route> {
 pub fn router(store: Store, bus: Arc<dyn Bus>) -> Router {
     // Install at start so every metric recorded from now on is kept.
     let _ = prometheus();
+    crate::telemetry::describe();
     routes().into_router().with_state(Probes { store, bus })
 }
 

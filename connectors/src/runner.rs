@@ -109,6 +109,14 @@ impl OutboundRunner {
             None => HealthReport::Delivered,
             Some(error) => HealthReport::DeliveryFailed(error.clone()),
         };
+        let outcome = if error.is_none() { "sent" } else { "failed" };
+        let channel_id = message.channel_id.to_string();
+        metrics::counter!("inbox_deliveries_total", "channel_id" => channel_id.clone(), "outcome" => outcome)
+            .increment(1);
+        if error.is_some() {
+            metrics::counter!("inbox_channel_errors_total", "channel_id" => channel_id, "stage" => "delivery")
+                .increment(1);
+        }
         self.directory
             .report_health(message.channel_id, health)
             .await;

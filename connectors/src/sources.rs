@@ -95,7 +95,12 @@ impl SourceRunner {
                                                 HealthReport::Error(error.to_string()),
                                             )
                                             .await;
-                                        metrics::counter!("inbox_source_errors_total").increment(1);
+                                        metrics::counter!(
+                                            "inbox_channel_errors_total",
+                                            "channel_id" => id.to_string(),
+                                            "stage" => "source"
+                                        )
+                                        .increment(1);
                                     }
                                 }
                                 tokio::select! {

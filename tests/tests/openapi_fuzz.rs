@@ -287,6 +287,31 @@ fn config_file(seeded: &Seeded) -> String {
             "/api/v1/attachments/{key}",
             r#""path.key" = { dictionary = "uploads", probability = 0.7 }"#,
         ),
+        (
+            "GET",
+            "/api/v1/channels/{id}",
+            r#""path.id" = { dictionary = "channels", probability = 0.7 }"#,
+        ),
+        (
+            "PATCH",
+            "/api/v1/channels/{id}",
+            r#""path.id" = { dictionary = "channels", probability = 0.7 }"#,
+        ),
+        (
+            "POST",
+            "/api/v1/channels/{id}/test",
+            r#""path.id" = { dictionary = "channels", probability = 0.7 }"#,
+        ),
+        (
+            "GET",
+            "/api/v1/channels/{id}/health",
+            r#""path.id" = { dictionary = "channels", probability = 0.7 }"#,
+        ),
+        (
+            "GET",
+            "/api/v1/dead-letters",
+            r#""query.channel" = { dictionary = "channels", probability = 0.5 }"#,
+        ),
     ]
     .map(|(method, path, parameters)| {
         format!(

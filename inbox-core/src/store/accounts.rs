@@ -69,6 +69,63 @@ pub struct ChannelHealth {
     pub failed: i64,
 }
 
+/// How a channel is doing, all things considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelStatus {
+    /// Its latest news is a success.
+    Ok,
+    /// Its latest news is an error.
+    Failing,
+    /// Nothing happened yet.
+    Idle,
+    Paused,
+    Deleted,
+}
+
+impl ChannelStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelStatus::Ok => "ok",
+            ChannelStatus::Failing => "failing",
+            ChannelStatus::Idle => "idle",
+            ChannelStatus::Paused => "paused",
+            ChannelStatus::Deleted => "deleted",
+        }
+    }
+}
+
+impl ChannelHealth {
+    /// The later of the connector's last success and the channel's last stored message.
+    pub fn last_success(&self, last_message_at: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        self.last_success_at.max(last_message_at)
+    }
+
+    /// The channel's status: the API, the channels page and `/metrics` say the same.
+    pub fn status(
+        &self,
+        channel: &crate::model::Channel,
+        last_message_at: Option<DateTime<Utc>>,
+    ) -> ChannelStatus {
+        let last_success = self.last_success(last_message_at);
+        let failing = match (self.last_error_at, last_success) {
+            (Some(error), Some(success)) => error > success,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if channel.deleted_at.is_some() {
+            ChannelStatus::Deleted
+        } else if !channel.enabled {
+            ChannelStatus::Paused
+        } else if failing {
+            ChannelStatus::Failing
+        } else if last_success.is_some() {
+            ChannelStatus::Ok
+        } else {
+            ChannelStatus::Idle
+        }
+    }
+}
+
 /// One observation a connector reports about its channel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HealthReport {

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use accounts::{
-    AgentSummary, ApiTokenInfo, ChannelHealth, HealthReport, MAX_USER_AGENT, Session, SessionInfo,
-    SessionOrigin,
+    AgentSummary, ApiTokenInfo, ChannelHealth, ChannelStatus, HealthReport, MAX_USER_AGENT,
+    Session, SessionInfo, SessionOrigin,
 };
 pub use canned::{CannedReply, CannedReplyId, CannedReplyInput};
 pub use channels::{ChannelUpdate, NewChannel};
@@ -37,6 +37,14 @@ pub use queries::{
     MessagePage, NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,
 };
 pub use search::{COUNT_CAP, ConversationCounts, SearchHit, SearchPage, StatusCounts};
+
+/// The connection pool right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +215,20 @@ impl Store {
     /// True when the database answers.
     pub async fn ping(&self) -> bool {
         on_pool!(self, pool, Db => sqlx::query::<Db>("SELECT 1").execute(pool).await.map(|r| r.rows_affected()).is_ok())
+    }
+
+    /// Connections of the pool: open (in use or idle), idle, and the most it opens.
+    pub fn pool_stats(&self) -> PoolStats {
+        let (open, idle, max) = on_pool!(self, pool, Db => (
+            pool.size(),
+            pool.num_idle() as u32,
+            pool.options().get_max_connections()
+        ));
+        PoolStats {
+            in_use: open.saturating_sub(idle),
+            idle,
+            max,
+        }
     }
 
     pub async fn close(&self) {

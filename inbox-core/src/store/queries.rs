@@ -791,6 +791,16 @@ impl Store {
     // --- outbox -----------------------------------------------------------------------------
 
     /// Replies not yet handed to the bus, oldest first.
+    /// Replies not yet handed to the bus, and when the oldest of them was written.
+    pub async fn outbox_backlog(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        let (count, oldest) = on_pool!(self, pool, Db => sqlx::query_as::<Db, (i64, Option<i64>)>(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(pool)
+        .await)?;
+        Ok((count, oldest.map(from_millis)))
+    }
+
     pub async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
         let rows = on_pool!(self, pool, Db => sqlx::query_as::<Db, (MessageId, String)>(
             "SELECT message_id, payload FROM outbox WHERE published_at IS NULL

@@ -17,7 +17,7 @@ use inbox_core::model::Channel;
 use inbox_core::store::{ChannelHealth, ChannelUpdate, NewChannel};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::conversations::parse_id;
 use super::error::parse_json;
@@ -126,23 +126,8 @@ impl HealthView {
         dead_letters: i64,
     ) -> Self {
         let (messages, last_message) = activity.map(|(n, at)| (n, Some(at))).unwrap_or((0, None));
-        let last_success_at = health.last_success_at.max(last_message);
-        let failing = match (health.last_error_at, last_success_at) {
-            (Some(e), Some(s)) => e > s,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        let status = if channel.deleted_at.is_some() {
-            "deleted"
-        } else if !channel.enabled {
-            "paused"
-        } else if failing {
-            "failing"
-        } else if last_success_at.is_some() {
-            "ok"
-        } else {
-            "idle"
-        };
+        let last_success_at = health.last_success(last_message);
+        let status = health.status(channel, last_message).as_str();
         HealthView {
             channel_id: channel.id,
             status,
@@ -263,14 +248,22 @@ async fn kinds(State(state): State<WebState>, _admin: AdminAgent) -> Json<Vec<Ki
     Json(state.catalog.kinds())
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Include deleted channels.
+    deleted: Option<bool>,
+}
+
 /// Every channel that is not deleted (`?deleted=true`: the deleted ones too).
 #[utoipa::path(
     get,
     path = "/api/v1/channels",
     tag = "channels",
-    params(("deleted" = Option<bool>, Query, description = "Include deleted channels.")),
+    params(ListQuery),
     responses(
         (status = 200, description = "`{\"channels\": [...]}`, oldest first.", body = Object),
+        (status = 400, description = "A bad parameter; `field` names it.", body = super::openapi::ErrorBody),
         (status = 401, description = "No valid Bearer token or session.", body = super::openapi::ErrorBody),
         (status = 403, description = "Agents may not manage channels.", body = super::openapi::ErrorBody),
     )
@@ -278,13 +271,9 @@ async fn kinds(State(state): State<WebState>, _admin: AdminAgent) -> Json<Vec<Ki
 async fn list(
     State(state): State<WebState>,
     _admin: AdminAgent,
-    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let deleted = match query.get("deleted").map(String::as_str) {
-        None | Some("") | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::invalid("deleted", "true or false")),
-    };
+    let deleted = query.deleted.unwrap_or(false);
     let channels: Vec<ChannelView> = state
         .store
         .channels()

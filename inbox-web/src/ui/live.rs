@@ -26,7 +26,24 @@ use crate::http::auth::resolve;
 /// How often an open stream checks that its caller is still signed in.
 const RECHECK: Duration = Duration::from_secs(30);
 
+/// Counts an open stream in `inbox_sse_clients` for as long as it lives.
+struct SseClient;
+
+impl SseClient {
+    fn open() -> Self {
+        metrics::gauge!("inbox_sse_clients").increment(1.0);
+        SseClient
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        metrics::gauge!("inbox_sse_clients").decrement(1.0);
+    }
+}
+
 struct Live {
+    _client: SseClient,
     state: WebState,
     /// The request's credentials (cookie or bearer token), checked again while the stream runs.
     headers: HeaderMap,
@@ -92,6 +109,7 @@ pub async fn stream(
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     recheck.reset(); // the first tick after RECHECK, not at once
     let live = Live {
+        _client: SseClient::open(),
         events: state.bus.subscribe_domain(),
         ended: state.auth.ended.subscribe(),
         state,
