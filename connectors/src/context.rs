@@ -41,3 +41,18 @@ pub struct IntakeContext {
     pub directory: Arc<dyn ChannelDirectory>,
     pub bus: Arc<dyn inbox_core::bus::Bus>,
 }
+
+/// Told how a foreground sync (`inbox channel sync`) advances: how many items it has to read,
+/// then each one read.
+pub trait SyncProgress: Send + Sync {
+    /// `total` items to read (the backfill window, or what is above the cursor).
+    fn started(&self, total: u64);
+    /// One more item handed to the bus (stored or dead-lettered).
+    fn fetched(&self);
+}
+
+/// No progress to show (the running source).
+impl SyncProgress for () {
+    fn started(&self, _total: u64) {}
+    fn fetched(&self) {}
+}

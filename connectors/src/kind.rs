@@ -19,6 +19,32 @@ pub struct CliChannel {
     pub config: serde_json::Value,
 }
 
+/// What `inbox channel sync` asks of a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncRequest {
+    /// The backfill window when the channel was never read (default: the channel's).
+    pub since_days: Option<u32>,
+}
+
+/// What a foreground sync did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOutcome {
+    /// Items there were to read.
+    pub total: usize,
+    /// Items read and handed to the bus.
+    pub fetched: usize,
+    /// The backfill window was read (there was no cursor, or it no longer applied).
+    pub backfill: bool,
+    /// The cursor it left, as the kind describes it (email: `{"uid_validity", "uid"}`).
+    pub cursor: serde_json::Map<String, serde_json::Value>,
+    /// What was read, in words: "messages".
+    pub items: &'static str,
+    /// Which part was read: "the last 30 days", "new mail since the last read".
+    pub window: String,
+    /// Where the cursor is, in words: "the mailbox cursor is at UID 16".
+    pub position: String,
+}
+
 /// One kind of channel: everything the product needs to know about it lives behind this trait,
 /// in the kind's folder. Optional parts (push intake, a polling source, raw sources to re-read)
 /// have defaults that say "none".
@@ -61,6 +87,20 @@ pub trait Connector: Send + Sync + Debug {
         _stop: CancellationToken,
     ) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Reads the channel now, in the foreground: the backfill window the first time, what
+    /// arrived since otherwise, moving the same cursor as the running source (which goes on from
+    /// there without duplicates). `None`: the kind has nothing to sync (push kinds).
+    async fn sync(
+        &self,
+        _channel: &Channel,
+        _ctx: &SourceContext,
+        _request: SyncRequest,
+        _progress: &dyn crate::SyncProgress,
+        _stop: &CancellationToken,
+    ) -> Option<Result<SyncOutcome, String>> {
+        None
     }
 
     /// Makes one attempt to deliver a reply on the channel. Retries are the runner's job.

@@ -17,7 +17,7 @@ pub mod sources;
 pub mod webhook;
 
 pub use config::{KindConfig, decode_config, parse_config, read_secret};
-pub use context::{ChannelDirectory, CursorStore, IntakeContext, SourceContext};
+pub use context::{ChannelDirectory, CursorStore, IntakeContext, SourceContext, SyncProgress};
 pub use delivery::{Delivered, DeliveryError};
-pub use kind::{CliChannel, Connector};
+pub use kind::{CliChannel, Connector, SyncOutcome, SyncRequest};
 pub use registry::Registry;

@@ -19,7 +19,9 @@ use inbox_core::identity::EMAIL_NAMESPACE;
 use inbox_core::ids::{AgentId, ChannelId, MessageId};
 use inbox_core::ingest::{InboundRecord, Outcome};
 use inbox_core::model::{ConversationStatus, Direction, Identity, Role, ThreadReason, to_millis};
-use inbox_core::store::{ConversationFilter, ConversationPatch, PageCursor, StoreError};
+use inbox_core::store::{
+    ConversationFilter, ConversationPatch, DeadLetterFilter, PageCursor, StoreError,
+};
 use serde_json::json;
 
 use common::*;
@@ -749,6 +751,86 @@ contract!(
         assert_eq!(restored.rules, channel.rules);
     }
 );
+
+contract!(dead_letters_filter_and_settle, |store| async move {
+    let channel = webhook_channel(&store).await;
+    let nul = store
+        .insert_dead_letter("inbound", Some(channel.id), "p1", "bad\0Field 100%_sure")
+        .await
+        .unwrap();
+    let other = store
+        .insert_dead_letter("inbound", None, "p2", "something else")
+        .await
+        .unwrap();
+    let find = async |filter: DeadLetterFilter| {
+        let found = store
+            .find_dead_letters(&DeadLetterFilter {
+                limit: 50,
+                ..filter
+            })
+            .await
+            .unwrap();
+        found.into_iter().map(|d| d.id).collect::<Vec<_>>()
+    };
+    // Error text: case-insensitive, NUL and LIKE's wildcards taken literally.
+    assert_eq!(
+        find(DeadLetterFilter {
+            error: Some("BAD\0field 100%_".into()),
+            ..Default::default()
+        })
+        .await,
+        [nul]
+    );
+    assert!(
+        find(DeadLetterFilter {
+            error: Some("100%x".into()),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        find(DeadLetterFilter {
+            channel: Some(channel.id),
+            ..Default::default()
+        })
+        .await,
+        [nul]
+    );
+    assert_eq!(
+        find(DeadLetterFilter::default()).await,
+        [other, nul],
+        "newest first"
+    );
+    let later = Utc::now() + chrono::Duration::minutes(1);
+    assert!(
+        find(DeadLetterFilter {
+            since: Some(later),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    let counts = store.open_dead_letter_counts().await.unwrap();
+    assert_eq!((counts[&Some(channel.id)], counts[&None]), (1, 1));
+    // Discarded: settled once, listed only with the settled ones.
+    assert!(store.discard_dead_letter(other).await.unwrap());
+    assert!(!store.discard_dead_letter(other).await.unwrap());
+    assert_eq!(find(DeadLetterFilter::default()).await, [nul]);
+    assert_eq!(
+        find(DeadLetterFilter {
+            include_resolved: true,
+            ..Default::default()
+        })
+        .await,
+        [other, nul]
+    );
+    let settled = store.dead_letter(other).await.unwrap().unwrap();
+    assert_eq!(
+        settled.resolution,
+        Some(inbox_core::store::Resolution::Discarded)
+    );
+});
 
 contract!(dead_letters, |store| async move {
     let channel = webhook_channel(&store).await;

@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use inbox_connectors::email::imap::{self, SyncProgress};
-use inbox_connectors::{Registry, SourceContext};
+use inbox_connectors::{Registry, SourceContext, SyncProgress, SyncRequest};
 use inbox_core::bus::Bus;
 use inbox_core::bus::kafka::KafkaBus;
 use inbox_core::bus::local::LocalBus;
@@ -275,24 +273,19 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
         .channel(args.id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no channel {}", args.id))?;
-    if channel.kind != inbox_connectors::email::KIND {
-        anyhow::bail!(
-            "channel {} is a {} channel; only email channels have a mailbox to sync",
-            channel.id,
-            channel.kind.as_str()
-        );
-    }
     if !channel.is_active() {
         anyhow::bail!("channel {} is paused or deleted", channel.id);
     }
-    let mut email: inbox_connectors::email::EmailConfig =
-        serde_json::from_value(channel.config.clone()).context("the channel's config")?;
-    if let Some(since) = &args.since {
-        email.since_days = parse_days(since)?;
-    }
-
+    let request = SyncRequest {
+        since_days: args.since.as_deref().map(parse_days).transpose()?,
+    };
     // The same blob directory as the server's.
     let blobs = super::blob_store(config)?;
+    let registry = Registry::with_builtin_blobs(blobs.clone());
+    let connector = registry
+        .get(channel.kind)
+        .ok_or_else(|| anyhow::anyhow!("no {} kind in this build", channel.kind))?;
+
     let core_stop = CancellationToken::new();
     let mut workers = Vec::new();
     let bus: Arc<dyn Bus> = match &config.kafka {
@@ -321,7 +314,7 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
     let bar = indicatif::ProgressBar::new(0).with_style(indicatif::ProgressStyle::with_template(
         "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} messages ({eta} left)",
     )?);
-    bar.set_message(email.address.clone());
+    bar.set_message(channel.name.clone());
     let stop = CancellationToken::new();
     let interrupt = stop.clone();
     tokio::spawn(async move {
@@ -329,41 +322,55 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
             interrupt.cancel();
         }
     });
-    let outcome = imap::sync(&channel, &email, &ctx, &Bar(bar.clone()), &stop).await;
+    let outcome = connector
+        .sync(&channel, &ctx, request, &Bar(bar.clone()), &stop)
+        .await;
     bar.finish_and_clear();
-    // Every message was acknowledged (stored or on Kafka) before the cursor moved past it.
+    // Every item was acknowledged (stored or on Kafka) before the cursor moved past it.
     core_stop.cancel();
     for worker in workers {
         let _ = worker.await;
     }
-    let report = outcome.map_err(|e| anyhow::anyhow!("sync of {}: {e}", email.address))?;
+    let Some(outcome) = outcome else {
+        let readable: Vec<String> = registry
+            .connectors()
+            .filter(|c| c.has_source())
+            .map(|c| c.kind().to_string())
+            .collect();
+        anyhow::bail!(
+            "channel {} is a {} channel; it takes pushes, and only {} channels have a source to sync",
+            channel.id,
+            channel.kind,
+            readable.join(" and ")
+        );
+    };
+    let report = outcome.map_err(|e| anyhow::anyhow!("sync of {}: {e}", channel.name))?;
     let where_to = if config.kafka.is_some() {
         "handed to Kafka"
     } else {
         "stored"
     };
     if args.json {
-        println!(
-            "{}",
-            json!({
-                "channel": channel.id,
-                "total": report.total,
-                "fetched": report.fetched,
-                "backfill": report.backfill,
-                "uid_validity": report.position.uid_validity,
-                "uid": report.position.uid,
-                "interrupted": stop.is_cancelled(),
-            })
-        );
+        let mut out = json!({
+            "channel": channel.id,
+            "total": report.total,
+            "fetched": report.fetched,
+            "backfill": report.backfill,
+            "interrupted": stop.is_cancelled(),
+        });
+        for (key, value) in &report.cursor {
+            out[key] = value.clone();
+        }
+        println!("{out}");
     } else {
-        let what = if report.backfill {
-            format!("the last {} days", email.since_days)
-        } else {
-            "new mail since the last read".to_owned()
-        };
         println!(
-            "Read {} of {} messages of {} ({what}), {where_to}; the mailbox cursor is at UID {}.",
-            report.fetched, report.total, email.address, report.position.uid
+            "Read {} of {} {} of {} ({}), {where_to}; {}.",
+            report.fetched,
+            report.total,
+            report.items,
+            channel.name,
+            report.window,
+            report.position
         );
     }
     if stop.is_cancelled() {

@@ -194,4 +194,36 @@ async fn the_corpus_never_stalls_the_mailbox(backend: Backend) {
         }
     }
     assert_eq!(read, messages + 1, "every stored message is readable");
+
+    // A replay re-reads an unparsable mail from its raw source with the same parser: it still
+    // fails, and the same dead letter keeps the reason (no second row, no message).
+    let unparsable: Vec<_> = dead
+        .iter()
+        .filter(|d| d.error.starts_with("email:"))
+        .collect();
+    for letter in &unparsable {
+        let answer = app
+            .api_post(
+                &format!("/api/v1/dead-letters/{}/replay", letter.id),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(answer.status(), 200, "{letter:?}");
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(answer["outcome"], "failed", "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().starts_with("email:"),
+            "{answer}"
+        );
+    }
+    let after = app.store.dead_letters(10_000).await.unwrap();
+    assert_eq!(after.len(), dead.len(), "a failed replay adds no row");
+    for letter in after.iter().filter(|d| d.error.starts_with("email:")) {
+        assert_eq!(letter.replays, 1, "{letter:?}");
+    }
+    assert_eq!(
+        app.message_total().await - 1,
+        messages,
+        "nothing stored by the replays"
+    );
 }

@@ -154,19 +154,7 @@ pub async fn reparse(
     Ok(parsed.message)
 }
 
-/// Told how a [`sync`] advances: how many messages it has to read, then each one read.
-pub trait SyncProgress: Send + Sync {
-    /// `total` messages to read (the backfill window, or what is above the cursor).
-    fn started(&self, total: u64);
-    /// One more message handed to the bus (stored or dead-lettered).
-    fn fetched(&self);
-}
-
-/// No progress to show (the running source).
-impl SyncProgress for () {
-    fn started(&self, _total: u64) {}
-    fn fetched(&self) {}
-}
+pub use crate::SyncProgress;
 
 /// What one [`sync`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,8 @@ use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    CliChannel, Connector, Delivered, DeliveryError, SourceContext, decode_config, parse_config,
+    CliChannel, Connector, Delivered, DeliveryError, SourceContext, SyncOutcome, SyncRequest,
+    decode_config, parse_config,
 };
 
 pub const KIND: ChannelKind = ChannelKind::EMAIL;
@@ -209,6 +210,42 @@ impl Connector for EmailConnector {
         let config: EmailConfig =
             decode_config(&channel.config).map_err(|e| format!("channel config: {e}"))?;
         imap::run(channel, config, ctx, stop).await
+    }
+
+    async fn sync(
+        &self,
+        channel: &Channel,
+        ctx: &SourceContext,
+        request: SyncRequest,
+        progress: &dyn crate::SyncProgress,
+        stop: &CancellationToken,
+    ) -> Option<Result<SyncOutcome, String>> {
+        let mut config: EmailConfig = match decode_config(&channel.config) {
+            Ok(config) => config,
+            Err(e) => return Some(Err(format!("channel config: {e}"))),
+        };
+        if let Some(days) = request.since_days {
+            config.since_days = days;
+        }
+        let report = imap::sync(channel, &config, ctx, progress, stop).await;
+        Some(report.map(|report| {
+            let mut cursor = serde_json::Map::new();
+            cursor.insert("uid_validity".into(), report.position.uid_validity.into());
+            cursor.insert("uid".into(), report.position.uid.into());
+            SyncOutcome {
+                total: report.total,
+                fetched: report.fetched,
+                backfill: report.backfill,
+                cursor,
+                items: "messages",
+                window: if report.backfill {
+                    format!("the last {} days", config.since_days)
+                } else {
+                    "new mail since the last read".to_owned()
+                },
+                position: format!("the mailbox cursor is at UID {}", report.position.uid),
+            }
+        }))
     }
 
     /// Logs in to IMAP and selects the folder, then greets and authenticates to SMTP.

@@ -201,9 +201,11 @@ impl Store {
                 qb.push(" AND channel_id = ").push_bind(channel.to_string());
             }
             if let Some(text) = &filter.error {
+                // Stored errors keep NUL escaped (PostgreSQL text cannot hold it): so does the
+                // filter, which would otherwise fail the query.
                 let pattern = format!(
                     "%{}%",
-                    text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                    escape(text).to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
                 );
                 qb.push(" AND LOWER(error) LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
             }
