@@ -1,3 +1,7 @@
+//! The `inbox` command line (see `inbox --help`).
+
+mod cli;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -11,5 +15,5 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    inbox::cli::Cli::parse().execute().await
+    cli::Cli::parse().execute().await
 }

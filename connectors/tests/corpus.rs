@@ -14,30 +14,18 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::Utc;
 use inbox_connectors::email::parse::{EmailKind, ParseError, ParsedEmail, parse_email};
-use inbox_connectors::email::sample::{mail_with_attachment, noise};
+use inbox_connectors::email::sample::{corpus_dir, mail_with_attachment, noise, read_corpus};
 use inbox_core::envelope::InboundEvent;
 use inbox_core::ids::ChannelId;
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mail/corpus")
-}
-
 /// Every `.eml` of the corpus, by file name.
 fn corpus() -> BTreeMap<String, Vec<u8>> {
-    let dir = corpus_dir();
-    let files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
+    let files =
+        read_corpus(&corpus_dir()).unwrap_or_else(|e| panic!("{}: {e}", corpus_dir().display()));
     assert!(
         files.len() >= 30,
         "the corpus has {} messages, expected at least 30",

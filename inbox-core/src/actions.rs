@@ -374,7 +374,7 @@ fn fill_field(
     }
 }
 
-/// Merges contact `absorb` into `keep` (DESIGN §5 Identity): the absorbed contact's identities,
+/// Merges contact `absorb` into `keep` (docs/threading.md, "Identity"): the absorbed contact's identities,
 /// conversations and messages move to the kept one, which gets the absorbed one's name, email
 /// and phone where it has none. Everything that moved is recorded, so [`unmerge_contacts`] can
 /// put it back; the absorbed contact stays, pointing at the kept one. Each moved conversation's

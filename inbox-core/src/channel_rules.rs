@@ -1,4 +1,4 @@
-//! What the funnel does with a channel's messages: which threading rules (DESIGN §5) apply and how
+//! What the funnel does with a channel's messages: which threading rules (docs/threading.md) apply and how
 //! a sender's handle becomes an identity. A channel kind declares its rules (the connectors'
 //! registry); they are stored with each channel when it is created, so the core needs no
 //! knowledge of kinds and a release that changes a kind's defaults never re-threads a channel

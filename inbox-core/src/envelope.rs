@@ -220,7 +220,7 @@ impl InboundEvent {
         }
     }
 
-    /// Bus partition key (DESIGN §3): one customer's events stay in order.
+    /// Bus partition key (docs/envelope.md, "Partition key"): one customer's events stay in order.
     pub fn partition_key(&self) -> String {
         match self {
             InboundEvent::Message(m) => format!("{}:{}", m.channel_id, m.from.handle),
@@ -474,6 +474,40 @@ pub enum DomainEventKind {
     MessageSent,
     NoteAdded,
     DeliveryUpdated,
+}
+
+impl InboundMessage {
+    /// A plain-text message from `handle`, received now, nothing else set: what a source starts
+    /// from and fills in (`InboundMessage { sent_at, ..InboundMessage::text(…) }`).
+    pub fn text(
+        channel_id: ChannelId,
+        channel_kind: ChannelKind,
+        external_id: impl Into<String>,
+        handle: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        InboundMessage {
+            id: MessageId::new(),
+            channel_id,
+            channel_kind,
+            external_id: external_id.into(),
+            thread: ThreadHints::default(),
+            from: Party {
+                handle: handle.into(),
+                ..Party::default()
+            },
+            to: Vec::new(),
+            sent_at: None,
+            received_at: Utc::now(),
+            body: Body {
+                text: text.into(),
+                html: None,
+            },
+            attachments: Vec::new(),
+            raw: None,
+            automated: None,
+        }
+    }
 }
 
 #[cfg(test)]

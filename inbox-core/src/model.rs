@@ -177,7 +177,7 @@ impl Direction {
     }
 }
 
-/// Which threading rule (DESIGN §5) placed a message in its conversation.
+/// Which threading rule (docs/threading.md) placed a message in its conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadReason {

@@ -1,4 +1,4 @@
-//! Threading rules (DESIGN §5): the first rule that matches wins and its name is stored on the
+//! Threading rules (docs/threading.md): the first rule that matches wins and its name is stored on the
 //! message. Pure functions over already-loaded state, so the funnel can decide a whole batch in
 //! memory and the rules can be tested without a database.
 

@@ -1,4 +1,4 @@
-//! The change stream (docs/envelope.md, DESIGN §5 "Domain events are durable"), on both backends:
+//! The change stream (docs/envelope.md, "DomainEvent: the change stream"), on both backends:
 //! every conversation-log row gets its event in the event outbox in the transaction of the change,
 //! nothing for a change rolled back, `seq` increasing and never reused; the event relay hands the
 //! outbox to the bus in order and keeps what the bus refused.
@@ -20,6 +20,7 @@ use inbox_core::envelope::{DomainEvent, DomainEventKind, InboundEvent, OutboundM
 use inbox_core::event_relay::EventRelay;
 use inbox_core::ids::ConversationId;
 use inbox_core::model::ConversationStatus;
+use inbox_core::store::test_support::RawPool;
 use inbox_core::store::{ConversationPatch, Store};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -37,14 +38,14 @@ async fn pending(store: &Store) -> Vec<DomainEvent> {
 async fn insert_raw_row(store: &Store, conversation: ConversationId, payload: &str) {
     let sql = "INSERT INTO event_outbox (conversation_id, payload) VALUES ($1, $2)";
     let conversation = conversation.to_string();
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql)
+    match store.raw_pool() {
+        RawPool::Sqlite(pool) => sqlx::query(sql)
             .bind(conversation)
             .bind(payload)
             .execute(pool)
             .await
             .map(drop),
-        Store::Postgres(pool) => sqlx::query(sql)
+        RawPool::Postgres(pool) => sqlx::query(sql)
             .bind(conversation)
             .bind(payload)
             .execute(pool)

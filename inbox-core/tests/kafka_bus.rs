@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use inbox_core::bus::kafka::{KafkaAck, KafkaBus, KafkaConfig, KafkaInbound, Topics};
-use inbox_core::bus::{Bus, Delivery, InboundConsumer, OutboundConsumer};
+use inbox_core::bus::{Bus, InboundConsumer, OutboundConsumer, Received};
 use inbox_core::envelope::{
     Body, ChannelKind, DeliveryReport, DeliveryStatus, DomainEvent, DomainEventKind, InboundEvent,
     InboundMessage, OutboundMessage, Party, SCHEMA_VERSION, ThreadHints,
@@ -193,7 +193,7 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 }
 
 /// Takes exactly `n` records off `consumer` (in as many batches as it hands out).
-async fn take(consumer: &mut KafkaInbound, n: usize) -> Vec<Delivery<KafkaAck>> {
+async fn take(consumer: &mut KafkaInbound, n: usize) -> Vec<Received<KafkaAck>> {
     let mut taken = Vec::new();
     while taken.len() < n {
         let batch = within(
@@ -209,7 +209,7 @@ async fn take(consumer: &mut KafkaInbound, n: usize) -> Vec<Delivery<KafkaAck>> 
     taken
 }
 
-fn events_of(deliveries: &[Delivery<KafkaAck>]) -> Vec<InboundEvent> {
+fn events_of(deliveries: &[Received<KafkaAck>]) -> Vec<InboundEvent> {
     deliveries
         .iter()
         .map(|d| match &d.record {
@@ -219,34 +219,16 @@ fn events_of(deliveries: &[Delivery<KafkaAck>]) -> Vec<InboundEvent> {
         .collect()
 }
 
-fn acks_of(deliveries: &[Delivery<KafkaAck>]) -> Vec<KafkaAck> {
+fn acks_of(deliveries: &[Received<KafkaAck>]) -> Vec<KafkaAck> {
     deliveries.iter().map(|d| d.ack).collect()
 }
 
 fn message_from(channel_id: ChannelId, handle: &str, external_id: &str) -> InboundMessage {
-    let now = Utc::now();
-    InboundMessage {
-        id: MessageId::new(),
-        channel_id,
-        channel_kind: ChannelKind::WEBHOOK,
-        external_id: external_id.to_owned(),
-        thread: ThreadHints::default(),
-        from: Party {
-            handle: handle.to_owned(),
-            name: Some(format!("Customer {handle}")),
-            ..Party::default()
-        },
-        to: Vec::new(),
-        sent_at: Some(now),
-        received_at: now,
-        body: Body {
-            text: format!("{external_id} from {handle}"),
-            html: None,
-        },
-        attachments: Vec::new(),
-        raw: None,
-        automated: None,
-    }
+    let text = format!("{external_id} from {handle}");
+    let mut m = InboundMessage::text(channel_id, ChannelKind::WEBHOOK, external_id, handle, text);
+    m.from.name = Some(format!("Customer {handle}"));
+    m.sent_at = Some(m.received_at);
+    m
 }
 
 fn event(channel_id: ChannelId, handle: &str, external_id: &str) -> InboundEvent {

@@ -33,37 +33,44 @@ async fn note(store: &Store, conversation: ConversationId, agent: &Agent, text: 
     let id = MessageId::new();
     let at = to_millis(Utc::now());
     let mut tx = store.begin().await.unwrap();
-    tx.insert_messages(&[NewMessage {
-        id,
-        conversation_id: conversation,
-        channel_id: c.channel_id,
-        external_id: None,
-        direction: Direction::Note,
-        contact_id: None,
-        agent_id: Some(agent.id),
-        sender_handle: None,
-        sender_name: Some(agent.name.clone()),
-        text: text.to_owned(),
-        html: None,
-        subject: None,
-        in_reply_to: None,
-        attachments: "[]".to_owned(),
-        raw_ref: None,
-        thread_reason: ThreadReason::Agent,
-        sent_at: at,
-        claimed_sent_at: None,
-        received_at: at,
-        delivery_status: None,
-    }])
-    .await
-    .unwrap();
+    tx.raw()
+        .insert_messages(&[NewMessage {
+            id,
+            conversation_id: conversation,
+            channel_id: c.channel_id,
+            external_id: None,
+            direction: Direction::Note,
+            contact_id: None,
+            agent_id: Some(agent.id),
+            sender_handle: None,
+            sender_name: Some(agent.name.clone()),
+            text: text.to_owned(),
+            html: None,
+            subject: None,
+            in_reply_to: None,
+            attachments: "[]".to_owned(),
+            raw_ref: None,
+            thread_reason: ThreadReason::Agent,
+            sent_at: at,
+            claimed_sent_at: None,
+            received_at: at,
+            delivery_status: None,
+        }])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     id
 }
 
 async fn conversation_state(store: &Store, id: ConversationId) -> ConversationState {
     let mut tx = store.begin().await.unwrap();
-    let state = tx.conversations_by_ids(&[id]).await.unwrap().pop().unwrap();
+    let state = tx
+        .raw()
+        .conversations_by_ids(&[id])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     tx.commit().await.unwrap();
     state
 }
@@ -128,17 +135,18 @@ async fn bulk(
         });
     }
     let mut tx = store.begin().await.unwrap();
-    tx.insert_contacts(&[NewContact {
-        id: contact,
-        name: Some("Bulk Customer".into()),
-        email: None,
-        phone: None,
-        created_at: base,
-    }])
-    .await
-    .unwrap();
-    tx.upsert_conversations(&conversations).await.unwrap();
-    tx.insert_messages(&messages).await.unwrap();
+    tx.raw()
+        .insert_contacts(&[NewContact {
+            id: contact,
+            name: Some("Bulk Customer".into()),
+            email: None,
+            phone: None,
+            created_at: base,
+        }])
+        .await
+        .unwrap();
+    tx.raw().upsert_conversations(&conversations).await.unwrap();
+    tx.raw().insert_messages(&messages).await.unwrap();
     tx.commit().await.unwrap();
     conversations.into_iter().map(|c| c.id).collect()
 }

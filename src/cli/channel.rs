@@ -17,8 +17,8 @@ use inbox_core::worker::{IngestWorker, WorkerSettings};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::directory::StoreCursors;
+use inbox_app::config::Config;
+use inbox_app::directory::StoreCursors;
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {

@@ -12,7 +12,7 @@ use inbox_core::replay::replay_dead_letter;
 use inbox_core::store::{DeadLetterFilter, DeadLetterId, MAX_DEAD_LETTERS_LISTED, Store};
 use serde_json::json;
 
-use crate::config::Config;
+use inbox_app::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLetterCommand {

@@ -1,6 +1,6 @@
 //! `inbox migrate`: create or upgrade the schema of the configured store.
 
-use crate::config::Config;
+use inbox_app::config::Config;
 
 pub async fn execute(config: &Config) -> anyhow::Result<()> {
     let store = super::open_store(config).await?;

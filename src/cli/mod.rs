@@ -1,8 +1,5 @@
 //! The `inbox` command line: one file per subcommand.
 
-mod bench;
-mod bench_live;
-mod bench_web;
 mod channel;
 mod dead_letter;
 mod migrate;
@@ -14,8 +11,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use inbox_core::store::Store;
 
-use crate::app::{Application, Roles};
-use crate::config::Config;
+use inbox_app::app::{Application, Roles};
+use inbox_app::config::Config;
 
 #[derive(Debug, Parser)]
 #[command(name = "inbox", version, about = "Omnichannel support inbox")]
@@ -52,8 +49,9 @@ enum Command {
     #[command(subcommand)]
     DeadLetter(dead_letter::DeadLetterCommand),
     /// Measure throughput and latency.
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(inbox_bench::BenchCommand),
 }
 
 impl Cli {
@@ -71,7 +69,8 @@ impl Cli {
             Command::User(command) => user::execute(&config, command).await,
             Command::Channel(command) => channel::execute(&config, command).await,
             Command::DeadLetter(command) => dead_letter::execute(&config, command).await,
-            Command::Bench(command) => bench::execute(&config, command).await,
+            #[cfg(feature = "bench")]
+            Command::Bench(command) => inbox_bench::execute(&config, command).await,
         }
     }
 }

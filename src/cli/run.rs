@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
-use crate::app::Application;
-use crate::config::Config;
-use crate::demo;
+use inbox_app::app::Application;
+use inbox_app::config::Config;
+use inbox_app::demo;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -5,7 +5,7 @@ use inbox_core::model::Role;
 use inbox_core::passwords;
 use serde_json::json;
 
-use crate::config::Config;
+use inbox_app::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {

@@ -123,7 +123,7 @@ try {
 
   // The list: every name and preview as literal text.
   let response;
-  await live(page, async () => { response = await page.goto(`${cfg.baseUrl}/inbox?view=all&status=all`); });
+  await live(page, async () => { response = await page.goto(`${cfg.baseUrl}/inbox?assignee=all&status=all`); });
   assertCsp(response, "/inbox");
   const rows = page.locator("#conv-list li.conv");
   await until("every case in the list", () => rows.count(), (n) => n === corpus.length);
@@ -203,7 +203,7 @@ try {
   await assertNothingRan(page, "the HTML as a page");
 
   // Let anything deferred (timers, lazy frames, late loads) have its chance, then look again.
-  await page.goto(`${cfg.baseUrl}/inbox?view=all&status=all`);
+  await page.goto(`${cfg.baseUrl}/inbox?assignee=all&status=all`);
   await page.waitForLoadState("networkidle").catch(() => {});
   await assertNothingRan(page, "at the end");
   assert.deepEqual(dialogs, [], "no dialog and no popup");

@@ -43,6 +43,7 @@ use chrono::{DateTime, Utc};
 use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ConversationId;
 use inbox_core::model::{Agent, Channel, Role, ThreadReason};
+use inbox_core::store::test_support::RawPool;
 use inbox_core::store::{Store, StoreConfig};
 use serde_json::json;
 use sqlx::PgPool;
@@ -827,9 +828,9 @@ impl Deployment {
 
     /// The PostgreSQL pool behind [`Deployment::store`], for checks the Store has no query for.
     pub fn pool(&self) -> &PgPool {
-        match &self.store {
-            Store::Postgres(pool) => pool,
-            Store::Sqlite(_) => unreachable!("the Kafka tests run on PostgreSQL"),
+        match self.store.raw_pool() {
+            RawPool::Postgres(pool) => pool,
+            RawPool::Sqlite(_) => unreachable!("the Kafka tests run on PostgreSQL"),
         }
     }
 

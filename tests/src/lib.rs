@@ -12,7 +12,7 @@
 //! - [`both_backends!`] runs each scenario once on SQLite and once on PostgreSQL.
 //!
 //! PostgreSQL is the server named by `INBOX_TEST_DATABASE_URL` (default
-//! [`DEFAULT_POSTGRES_URL`]); each test creates its own database `inbox_e2e_<uuid>` on it and drops
+//! [`inbox_core::store::test_support::DEFAULT_TEST_SERVER`]); each test creates its own database `inbox_e2e_<uuid>` on it and drops
 //! it when the test passed (a failed test's database is kept for inspection). An unreachable server
 //! fails the test with a message saying which URL was tried: these tests never skip.
 //!
@@ -32,21 +32,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use inbox::{Application, Config};
+use inbox_app::{Application, Config};
 use inbox_connectors::runner::RetryPolicy;
 use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ChannelId;
 use inbox_core::model::{Agent, Channel, Role};
 use inbox_core::store::Store;
+use inbox_core::store::test_support::ScratchDatabase;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// The server used when `INBOX_TEST_DATABASE_URL` is not set.
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Delivery attempts of the test application's retry policy.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -78,110 +75,50 @@ pub enum Backend {
 // ---------------------------------------------------------------------------------------------
 // Data location
 
-/// The PostgreSQL server the tests create their databases on.
-pub fn postgres_server_url() -> String {
-    match std::env::var("INBOX_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
-        _ => DEFAULT_POSTGRES_URL.to_owned(),
-    }
-}
-
-/// `url` with its database name replaced by `database` (query parameters are kept).
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
-    }
-}
-
-async fn connect_server(url: &str) -> PgConnection {
-    match tokio::time::timeout(Duration::from_secs(15), PgConnection::connect(url)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => panic!(
-            "the PostgreSQL e2e tests need a server: cannot connect to {url}: {e}. Start \
-             PostgreSQL or set INBOX_TEST_DATABASE_URL to a server URL \
-             (postgres://user@host:port/postgres)."
-        ),
-        Err(_) => panic!(
-            "the PostgreSQL e2e tests need a server: connecting to {url} timed out. Start \
-             PostgreSQL or set INBOX_TEST_DATABASE_URL to a server URL \
-             (postgres://user@host:port/postgres)."
-        ),
-    }
-}
+pub use inbox_core::store::test_support::{test_server_url as postgres_server_url, with_database};
 
 /// One test's PostgreSQL database; dropped with it when the test passed.
 #[derive(Debug)]
 struct PgDatabase {
-    server_url: String,
-    name: String,
+    scratch: ScratchDatabase,
     url: String,
 }
 
 impl PgDatabase {
     async fn create() -> PgDatabase {
-        let server_url = postgres_server_url();
-        let name = format!("inbox_e2e_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = connect_server(&server_url).await;
-        sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-            .execute(&mut conn)
+        let scratch = ScratchDatabase::create(&postgres_server_url(), "inbox_e2e")
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {server_url} failed: {e}"));
-        let _ = conn.close().await;
-        let url = with_database(&server_url, &name);
+            .unwrap_or_else(|e| panic!("the PostgreSQL e2e tests need a server: {e}"));
         PgDatabase {
-            server_url,
-            name,
-            url,
+            url: scratch.url().to_owned(),
+            scratch,
         }
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
+        let name = self.scratch.name().to_owned();
         if std::thread::panicking() {
-            eprintln!(
-                "e2e: test failed; database {} kept for inspection",
-                self.name
-            );
+            eprintln!("e2e: test failed; database {name} kept for inspection");
             return;
         }
         // Drop runs inside the test's runtime: drop the database from a thread of its own.
-        let server_url = self.server_url.clone();
-        let name = self.name.clone();
+        let scratch = self.scratch.clone();
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut conn = PgConnection::connect(&server_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query(AssertSqlSafe(format!(
-                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                )))
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-                let _ = conn.close().await;
-                Ok::<_, String>(())
-            })
+            runtime
+                .block_on(scratch.drop_database())
+                .map_err(|e| e.to_string())
         })
         .join();
         match dropped {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("e2e: cannot drop database {}: {e}", self.name),
-            Err(_) => eprintln!("e2e: dropping database {} panicked", self.name),
+            Ok(Err(e)) => eprintln!("e2e: cannot drop database {name}: {e}"),
+            Err(_) => eprintln!("e2e: dropping database {name} panicked"),
         }
     }
 }
@@ -218,7 +155,10 @@ impl Data {
         let (data_dir, database_url) = match self {
             Data::Sqlite(dir) => (dir.path().to_path_buf(), None),
             // Unused with PostgreSQL, but never the working directory.
-            Data::Postgres(db) => (std::env::temp_dir().join(&db.name), Some(db.url.clone())),
+            Data::Postgres(db) => (
+                std::env::temp_dir().join(db.scratch.name()),
+                Some(db.url.clone()),
+            ),
         };
         Config {
             data_dir,
@@ -360,6 +300,17 @@ impl TestApp {
     }
 
     // --- inbound webhooks ------------------------------------------------------------------
+
+    /// A running app with a receiver behaving as told and a webhook channel delivering to it.
+    pub async fn with_webhook_channel(
+        backend: Backend,
+        behaviour: Behaviour,
+    ) -> (TestApp, Receiver, Channel) {
+        let app = TestApp::spawn(backend).await;
+        let receiver = Receiver::spawn(behaviour).await;
+        let channel = app.create_webhook_channel(&receiver.url).await;
+        (app, receiver, channel)
+    }
 
     /// Creates an enabled webhook channel delivering replies to `outbound_url`.
     pub async fn create_webhook_channel(&self, outbound_url: &str) -> Channel {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use inbox_core::store::test_support::RawPool;
 use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -625,18 +626,44 @@ pub async fn find_inbound(
     store: &inbox_core::store::Store,
     external_id: &str,
 ) -> Option<(String, String)> {
-    use inbox_core::store::Store;
     let sql =
         "SELECT id, conversation_id FROM messages WHERE external_id = $1 AND direction = 'inbound'";
-    let found = match store {
-        Store::Sqlite(pool) => {
+    let found = match store.raw_pool() {
+        RawPool::Sqlite(pool) => {
             sqlx::query_as(sql)
                 .bind(external_id)
                 .fetch_optional(pool)
                 .await
         }
-        Store::Postgres(pool) => {
+        RawPool::Postgres(pool) => {
             sqlx::query_as(sql)
+                .bind(external_id)
+                .fetch_optional(pool)
+                .await
+        }
+    };
+    found.unwrap_or_else(|e| panic!("looking up the inbound message {external_id}: {e}"))
+}
+
+/// The id of the customer message stored on `channel` under this external id (a Message-ID).
+pub async fn find_inbound_on(
+    store: &inbox_core::store::Store,
+    channel: inbox_core::ids::ChannelId,
+    external_id: &str,
+) -> Option<String> {
+    let sql = "SELECT id FROM messages
+               WHERE channel_id = $1 AND external_id = $2 AND direction = 'inbound'";
+    let found = match store.raw_pool() {
+        RawPool::Sqlite(pool) => {
+            sqlx::query_scalar(sql)
+                .bind(channel)
+                .bind(external_id)
+                .fetch_optional(pool)
+                .await
+        }
+        RawPool::Postgres(pool) => {
+            sqlx::query_scalar(sql)
+                .bind(channel)
                 .bind(external_id)
                 .fetch_optional(pool)
                 .await

@@ -11,8 +11,8 @@
 )]
 
 use axum::http::StatusCode;
-use inbox_core::envelope::{Body, ChannelKind, InboundEvent, InboundMessage, Party, ThreadHints};
-use inbox_core::ids::{ChannelId, MessageId};
+use inbox_core::envelope::{ChannelKind, InboundEvent, InboundMessage};
+use inbox_core::ids::ChannelId;
 use inbox_core::ingest::{InboundRecord, IngestSettings, ingest};
 use inbox_core::model::Role;
 use inbox_e2e::{Backend, TestApp, both_backends, json_of, str_of, webhook_message};
@@ -380,29 +380,13 @@ async fn bad_configs_name_the_field(backend: Backend) {
 }
 
 fn message_for(channel_id: ChannelId, external_id: &str) -> InboundMessage {
-    InboundMessage {
-        id: MessageId::new(),
+    InboundMessage::text(
         channel_id,
-        channel_kind: ChannelKind::WEBHOOK,
-        external_id: external_id.into(),
-        thread: ThreadHints::default(),
-        from: Party {
-            handle: "u-9".into(),
-            name: None,
-            email: None,
-            phone: None,
-        },
-        to: Vec::new(),
-        sent_at: None,
-        received_at: chrono::Utc::now(),
-        body: Body {
-            text: "sent while the channel was deleted".into(),
-            html: None,
-        },
-        attachments: Vec::new(),
-        raw: None,
-        automated: None,
-    }
+        ChannelKind::WEBHOOK,
+        external_id,
+        "u-9",
+        "sent while the channel was deleted",
+    )
 }
 
 async fn replay_stores_a_fixed_dead_letter_once(backend: Backend) {

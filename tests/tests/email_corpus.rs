@@ -10,10 +10,9 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use inbox_connectors::email::sample::{mail_with_attachment, noise};
+use inbox_connectors::email::sample::{corpus_dir, mail_with_attachment, noise, read_corpus};
 use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ChannelId;
 use inbox_e2e::mail::MailServer;
@@ -31,16 +30,7 @@ const LAST: &str = "after-the-corpus@customer.example.test";
 
 /// Every `.eml` of the corpus, by file name.
 fn corpus() -> BTreeMap<String, Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail/corpus");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect()
+    read_corpus(&corpus_dir()).unwrap_or_else(|e| panic!("{}: {e}", corpus_dir().display()))
 }
 
 /// A mail with a 10 MiB attachment of incompressible bytes.
@@ -85,12 +75,9 @@ async fn submit(server: &MailServer, raw: &[u8]) -> Result<(), String> {
 
 /// Is the customer message with this Message-ID stored on the channel?
 async fn stored(app: &TestApp, channel: ChannelId, external_id: &str) -> bool {
-    let Ok(mut tx) = app.store.begin().await else {
-        return false;
-    };
-    tx.messages_by_external_ids(&[(channel, external_id.to_owned())])
+    inbox_e2e::mail::find_inbound_on(&app.store, channel, external_id)
         .await
-        .is_ok_and(|found| found.values().any(|known| known.inbound.is_some()))
+        .is_some()
 }
 
 async fn the_corpus_never_stalls_the_mailbox(backend: Backend) {

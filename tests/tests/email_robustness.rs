@@ -23,6 +23,7 @@ use inbox_core::envelope::ChannelKind;
 use inbox_core::ids::ChannelId;
 use inbox_core::model::Channel;
 use inbox_core::store::Store;
+use inbox_core::store::test_support::RawPool;
 use inbox_e2e::kafka::metric_value;
 use inbox_e2e::mail::{MailServer, find_inbound};
 use inbox_e2e::{Backend, TestApp, both_backends, str_of, wait_for, wait_until};
@@ -174,13 +175,13 @@ async fn send_many(server: &MailServer, prefix: &str, count: usize) -> Vec<Strin
 /// External ids of the inbound messages of a channel, as stored (one row each).
 async fn inbound_external_ids(store: &Store, channel: ChannelId) -> Vec<String> {
     let sql = "SELECT external_id FROM messages WHERE channel_id = $1 AND direction = 'inbound'";
-    let ids: Vec<Option<String>> = match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql)
+    let ids: Vec<Option<String>> = match store.raw_pool() {
+        RawPool::Sqlite(pool) => sqlx::query_scalar(sql)
             .bind(channel)
             .fetch_all(pool)
             .await
             .unwrap(),
-        Store::Postgres(pool) => sqlx::query_scalar(sql)
+        RawPool::Postgres(pool) => sqlx::query_scalar(sql)
             .bind(channel)
             .fetch_all(pool)
             .await

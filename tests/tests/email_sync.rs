@@ -16,7 +16,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use chrono::Utc;
-use inbox::Config;
+use inbox_app::Config;
 use inbox_core::ids::ChannelId;
 use inbox_core::store::Store;
 use inbox_e2e::mail::MailServer;

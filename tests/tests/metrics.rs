@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use inbox_core::envelope::{Body, ChannelKind, InboundEvent, InboundMessage, Party, ThreadHints};
-use inbox_core::ids::MessageId;
+use inbox_core::envelope::{ChannelKind, InboundEvent, InboundMessage};
 use inbox_core::ingest::{InboundRecord, IngestSettings, ingest};
 use inbox_e2e::{Backend, TestApp, both_backends, wait_until};
 use serde_json::json;
@@ -105,29 +104,13 @@ async fn metrics_are_there_from_the_start_and_follow_the_channels(backend: Backe
     )
     .await;
     app.store.delete_channel(channel.id).await.unwrap();
-    let late = InboundMessage {
-        id: MessageId::new(),
-        channel_id: channel.id,
-        channel_kind: ChannelKind::WEBHOOK,
-        external_id: "late-1".into(),
-        thread: ThreadHints::default(),
-        from: Party {
-            handle: "u-1".into(),
-            name: None,
-            email: None,
-            phone: None,
-        },
-        to: Vec::new(),
-        sent_at: None,
-        received_at: chrono::Utc::now(),
-        body: Body {
-            text: "sent while the channel was deleted".into(),
-            html: None,
-        },
-        attachments: Vec::new(),
-        raw: None,
-        automated: None,
-    };
+    let late = InboundMessage::text(
+        channel.id,
+        ChannelKind::WEBHOOK,
+        "late-1",
+        "u-1",
+        "sent while the channel was deleted",
+    );
     let record = InboundRecord::Event(InboundEvent::Message(late));
     ingest(&app.store, &[record], &IngestSettings::default())
         .await

@@ -63,7 +63,7 @@ async fn the_document_describes_every_api_route() {
     // What the router serves under /api/v1 (the document itself aside), as the router is built:
     // a route added without its `#[utoipa::path]` fails here.
     let expected: BTreeSet<(String, String)> =
-        inbox::app::served_routes(&inbox_connectors::Registry::with_builtin())
+        inbox_app::app::served_routes(&inbox_connectors::Registry::with_builtin())
             .into_iter()
             .filter(|r| r.path.starts_with("/api/v1/") && r.path != "/api/v1/openapi.json")
             .map(|r| (r.method.to_string(), r.path.replace("{*", "{")))

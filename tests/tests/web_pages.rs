@@ -70,7 +70,9 @@ async fn search_page_finds_messages_and_escapes_them(backend: Backend) {
         assert_eq!(status, StatusCode::OK, "q={q}");
     }
     // The list's search box narrows conversations the same way.
-    let (_, list) = browser.get("/inbox?view=all&status=all&q=invoice").await;
+    let (_, list) = browser
+        .get("/inbox?assignee=all&status=all&q=invoice")
+        .await;
     assert!(list.contains("Invoice question"), "{list}");
     assert!(!list.contains("parcel"), "{list}");
     app.stop().await;

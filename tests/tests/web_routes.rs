@@ -480,7 +480,7 @@ fn hits(pattern: &str, path: &str) -> bool {
 /// whose route is gone fails too.
 #[test]
 fn every_served_route_has_a_row() {
-    let served = inbox::app::served_routes(&inbox_connectors::Registry::with_builtin());
+    let served = inbox_app::app::served_routes(&inbox_connectors::Registry::with_builtin());
     let rows = table();
     let mut missing = Vec::new();
     for route in &served {
@@ -680,7 +680,7 @@ both_backends!(anonymous_visitors_are_sent_to_sign_in_and_back);
 async fn anonymous_visitors_are_sent_to_sign_in_and_back(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let fixture = fixture(&app).await;
-    let page = fixture.path("/conversations/{conversation}?view=mine", 0);
+    let page = fixture.path("/conversations/{conversation}?assignee=me", 0);
     let response = request(&app, "GET", &page, Body::None, None, false).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let expected = format!(

@@ -1,5 +1,5 @@
-//! A large sample mail, built in memory: `inbox bench email` and the tests measure and check the
-//! handling of big attachments with it, without a 10 MB file in the repository.
+//! Sample mail for `inbox bench email` and the tests: a large mail built in memory (big
+//! attachments without a 10 MB file in the repository), and the malformed-mail corpus.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -36,4 +36,27 @@ pub fn mail_with_attachment(attachment: &[u8]) -> Vec<u8> {
     }
     mail.push_str("--big--\r\n");
     mail.into_bytes()
+}
+
+/// The malformed-mail corpus of the repository (`tests/fixtures/mail/corpus`).
+pub fn corpus_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mail/corpus")
+}
+
+/// Every `.eml` file of `dir`, by file name (sorted), with its bytes.
+pub fn read_corpus(
+    dir: &std::path::Path,
+) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "eml") {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.insert(name, std::fs::read(&path)?);
+        }
+    }
+    Ok(files)
 }

@@ -1,4 +1,4 @@
-//! The generic signed webhook channel (DESIGN §3): an integration POSTs messages to
+//! The generic signed webhook channel (docs/channels/webhook.md): an integration POSTs messages to
 //! `/hooks/{channel_id}` (`intake`), replies are POSTed back signed to its `outbound_url` (`sink`).
 
 mod config;

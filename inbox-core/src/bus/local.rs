@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{Bus, BusError, Delivery, InboundConsumer, OutboundConsumer};
+use super::{Bus, BusError, InboundConsumer, OutboundConsumer, Received};
 use crate::envelope::{DomainEvent, InboundEvent, OutboundMessage};
 use crate::ingest::InboundRecord;
 
@@ -124,18 +124,18 @@ impl Bus for LocalBus {
 impl InboundConsumer for LocalInbound {
     type Ack = Verdict;
 
-    async fn next_batch(&mut self, max: usize, linger: Duration) -> Option<Vec<Delivery<Verdict>>> {
+    async fn next_batch(&mut self, max: usize, linger: Duration) -> Option<Vec<Received<Verdict>>> {
         let (record, ack) = self.rx.recv().await?;
-        let mut batch = vec![Delivery { record, ack }];
+        let mut batch = vec![Received { record, ack }];
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < max {
             // Take what is already queued without waiting, then wait up to the deadline.
             match self.rx.try_recv() {
-                Ok((record, ack)) => batch.push(Delivery { record, ack }),
+                Ok((record, ack)) => batch.push(Received { record, ack }),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                        Ok(Some((record, ack))) => batch.push(Delivery { record, ack }),
+                        Ok(Some((record, ack))) => batch.push(Received { record, ack }),
                         Ok(None) | Err(_) => break,
                     }
                 }

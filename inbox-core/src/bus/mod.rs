@@ -54,9 +54,10 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// One inbound record and the handle to acknowledge it.
+/// One inbound record as received off the bus, with the handle to acknowledge it (not to be
+/// confused with a reply's delivery report).
 #[derive(Debug)]
-pub struct Delivery<A> {
+pub struct Received<A> {
     pub record: InboundRecord,
     pub ack: A,
 }
@@ -72,7 +73,7 @@ pub trait InboundConsumer: Send {
         &mut self,
         max: usize,
         linger: Duration,
-    ) -> Option<Vec<Delivery<Self::Ack>>>;
+    ) -> Option<Vec<Received<Self::Ack>>>;
 
     /// Acknowledges records after their transaction committed (`Ok`) or reports that they could not
     /// be stored (`Err`), in which case the bus redelivers or fails their producers.

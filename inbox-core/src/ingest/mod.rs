@@ -33,7 +33,7 @@ const PREVIEW_CHARS: usize = 140;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestSettings {
     pub threading: ThreadingPolicy,
-    /// A `sent_at` further than this in the future is replaced by `received_at` (DESIGN §5).
+    /// A `sent_at` further than this in the future is replaced by `received_at` (docs/threading.md).
     pub max_clock_skew: Duration,
     /// A `sent_at` earlier than the channel's creation by more than this is replaced by
     /// `received_at` too (a broken clock, `0001-01-01`); within it, mailbox backfills and history

@@ -1,5 +1,5 @@
 //! Step 3 of the funnel (place), pure: each message is checked against what is stored (a
-//! duplicate, a bounce of one of our replies), threaded by its channel's rules (DESIGN §5), and
+//! duplicate, a bounce of one of our replies), threaded by its channel's rules (docs/threading.md), and
 //! turned into the rows and log events to write. The conversations it changes are updated in
 //! memory, so later messages of the batch see them.
 

@@ -156,7 +156,7 @@ pub struct SentAt {
 }
 
 /// Provider time, unless it is too far in the future or before `earliest` to be trusted
-/// (DESIGN §5); then the arrival time, with the claim kept.
+/// (docs/threading.md, "Time and order"); then the arrival time, with the claim kept.
 pub fn effective_sent_at(
     sent_at: Option<DateTime<Utc>>,
     received_at: DateTime<Utc>,
@@ -184,33 +184,17 @@ pub fn effective_sent_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{Body, ChannelKind, Party, ThreadHints};
-    use crate::ids::{ChannelId, MessageId};
+    use crate::envelope::ChannelKind;
+    use crate::ids::ChannelId;
 
     fn message() -> InboundMessage {
-        InboundMessage {
-            id: MessageId::new(),
-            channel_id: ChannelId::new(),
-            channel_kind: ChannelKind::WEBHOOK,
-            external_id: "m-1".into(),
-            thread: ThreadHints::default(),
-            from: Party {
-                handle: "u-1".into(),
-                name: None,
-                email: None,
-                phone: None,
-            },
-            to: Vec::new(),
-            sent_at: None,
-            received_at: Utc::now(),
-            body: Body {
-                text: "hello".into(),
-                html: None,
-            },
-            attachments: Vec::new(),
-            raw: None,
-            automated: None,
-        }
+        InboundMessage::text(
+            ChannelId::new(),
+            ChannelKind::WEBHOOK,
+            "m-1",
+            "u-1",
+            "hello",
+        )
     }
 
     #[test]

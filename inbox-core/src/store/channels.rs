@@ -200,7 +200,7 @@ impl Store {
 }
 
 impl StoreTx {
-    pub async fn channels_by_ids(&mut self, ids: &[ChannelId]) -> StoreResult<Vec<Channel>> {
+    pub(crate) async fn channels_by_ids(&mut self, ids: &[ChannelId]) -> StoreResult<Vec<Channel>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

@@ -263,7 +263,7 @@ impl Store {
 }
 
 impl StoreTx {
-    pub async fn insert_dead_letter(
+    pub(crate) async fn insert_dead_letter(
         &mut self,
         source: &str,
         channel_id: Option<ChannelId>,

@@ -11,12 +11,10 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Store, StoreResult, StoreTx, on_pool, on_tx};
+use super::{Backend, CHUNK, Store, StoreResult, StoreTx, on_pool, on_tx};
 use crate::envelope::{DomainEvent, DomainEventKind, SCHEMA_VERSION};
 use crate::ids::{ContactId, ConversationId};
 use crate::model::{Actor, from_millis};
-
-const CHUNK: usize = 500;
 
 /// Rung at every commit in this process, so the relay takes new events at once. A process-wide
 /// signal rather than one per store: a commit without events only costs the relay one query.
@@ -148,8 +146,8 @@ impl Store {
     /// may commit after a higher one was read, and its events are still to be relayed.
     pub async fn delete_stream_events(&self, seqs: &[i64]) -> StoreResult<()> {
         // Not through `StoreTx::commit`: that would wake the relay for its own delete.
-        match self {
-            Store::Sqlite(pool) => {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
                 for chunk in seqs.chunks(CHUNK) {
                     delete_query::<sqlx::Sqlite>(chunk)
                         .build()
@@ -157,7 +155,7 @@ impl Store {
                         .await?;
                 }
             }
-            Store::Postgres(pool) => {
+            Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 // Losing this delete in a crash only relays the events again (consumers drop
                 // copies by id), so it need not wait for the WAL flush that changes wait for.
@@ -249,7 +247,7 @@ pub struct EventWakeup {
 
 impl EventWakeup {
     async fn connect(&mut self) {
-        let Store::Postgres(pool) = &self.store else {
+        let Backend::Postgres(pool) = &self.store.backend else {
             return;
         };
         let listener = async {

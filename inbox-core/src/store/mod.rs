@@ -5,38 +5,59 @@
 //! how a write transaction begins and row locking. Each method body is written once and expanded for
 //! both concrete sqlx drivers by [`on_pool!`] / [`on_tx!`], so no query is kept twice.
 
-mod accounts;
+mod agents;
 mod canned;
+mod channel_health;
 mod channels;
 mod contacts;
+mod conversations;
+mod counts;
+mod cursors;
 mod dead_letters;
 mod event_outbox;
+mod events;
+mod funnel;
+mod merges;
+mod messages;
+mod migrations;
+mod outbox;
+mod paging;
 mod postgres;
-mod queries;
 mod search;
+mod sessions;
 mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 use std::path::PathBuf;
 
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
-pub use accounts::{
-    AgentSummary, ApiTokenInfo, ChannelHealth, ChannelStatus, HealthReport, MAX_USER_AGENT,
-    Session, SessionInfo, SessionOrigin,
-};
+pub use agents::{AgentSummary, ApiTokenInfo};
 pub use canned::{CannedReply, CannedReplyId, CannedReplyInput};
+pub use channel_health::{ChannelHealth, ChannelStatus, HealthReport};
 pub use channels::{ChannelUpdate, NewChannel};
-pub use contacts::{ContactMerge, FilledField, MergeId};
+pub use contacts::{NewContact, NewIdentity};
+pub use conversations::{
+    ConversationFilter, ConversationPage, ConversationPatch, ConversationState,
+};
+pub use counts::{COUNT_CAP, ConversationCounts, StatusCounts};
 pub use dead_letters::{
     DeadLetter, DeadLetterFilter, DeadLetterId, MAX_LISTED as MAX_DEAD_LETTERS_LISTED, Resolution,
 };
 pub(crate) use event_outbox::LogRow;
 pub use event_outbox::{EventWakeup, PendingEvents, UndecodableEvent};
-pub use queries::{
-    ConversationFilter, ConversationPage, ConversationPatch, ConversationState, KnownExternalId,
-    MessagePage, NewContact, NewEvent, NewIdentity, NewMessage, OutboxEntry, PageCursor,
-};
-pub use search::{COUNT_CAP, ConversationCounts, SearchHit, SearchPage, StatusCounts};
+pub use events::NewEvent;
+pub use funnel::KnownExternalId;
+pub use merges::{ContactMerge, FilledField, MergeId};
+pub use messages::{MessagePage, NewMessage};
+pub use outbox::OutboxEntry;
+pub use paging::PageCursor;
+pub use search::{SearchHit, SearchPage};
+pub use sessions::{MAX_USER_AGENT, Session, SessionInfo, SessionOrigin};
+
+/// Rows per multi-row statement: keeps every statement under SQLite's 32,766 bind parameters.
+const CHUNK: usize = 500;
 
 /// The connection pool right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,16 +135,27 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A connection pool to one of the backends.
+/// A connection pool to one of the backends. Which one is the store's own business: code outside
+/// it goes through its methods (tests and benches that need a raw pool use [`test_support`]).
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
 /// A write transaction. Dropping it without [`StoreTx::commit`] rolls back.
 #[derive(Debug)]
-pub enum StoreTx {
+pub struct StoreTx {
+    tx: TxBackend,
+}
+
+#[derive(Debug)]
+enum TxBackend {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
@@ -131,13 +163,13 @@ pub enum StoreTx {
 /// Runs `$body` with `$pool` bound to the concrete pool and `$db` naming the sqlx database type.
 macro_rules! on_pool {
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        match $store {
-            $crate::store::Store::Sqlite($pool) => {
+        match &($store).backend {
+            $crate::store::Backend::Sqlite($pool) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Sqlite;
                 $body
             }
-            $crate::store::Store::Postgres($pool) => {
+            $crate::store::Backend::Postgres($pool) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Postgres;
                 $body
@@ -149,14 +181,14 @@ macro_rules! on_pool {
 /// Runs `$body` with `$conn` bound to the transaction's concrete connection.
 macro_rules! on_tx {
     ($tx:expr, $conn:ident, $db:ident => $body:expr) => {
-        match $tx {
-            $crate::store::StoreTx::Sqlite(tx) => {
+        match &mut ($tx).tx {
+            $crate::store::TxBackend::Sqlite(tx) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Sqlite;
                 let $conn: &mut sqlx::SqliteConnection = &mut *tx;
                 $body
             }
-            $crate::store::StoreTx::Postgres(tx) => {
+            $crate::store::TxBackend::Postgres(tx) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Postgres;
                 let $conn: &mut sqlx::PgConnection = &mut *tx;
@@ -178,38 +210,42 @@ impl Store {
 
     /// Connects without migrating.
     pub async fn connect(config: &StoreConfig) -> StoreResult<Self> {
-        match config {
-            StoreConfig::Sqlite { path } => Ok(Store::Sqlite(sqlite::connect(path).await?)),
+        let backend = match config {
+            StoreConfig::Sqlite { path } => Backend::Sqlite(sqlite::connect(path).await?),
             StoreConfig::Postgres {
                 url,
                 max_connections,
-            } => Ok(Store::Postgres(
-                postgres::connect(url, *max_connections).await?,
-            )),
-        }
+            } => Backend::Postgres(postgres::connect(url, *max_connections).await?),
+        };
+        Ok(Store { backend })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
-        match self {
-            Store::Sqlite(pool) => sqlite::migrate(pool).await,
-            Store::Postgres(pool) => postgres::migrate(pool).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::migrate(pool).await,
+            Backend::Postgres(pool) => postgres::migrate(pool).await,
         }
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Begins a write transaction. SQLite takes the write lock up front so two writers never
     /// deadlock on a lock upgrade; PostgreSQL locks the rows it reads `FOR UPDATE` instead.
     pub async fn begin(&self) -> StoreResult<StoreTx> {
-        Ok(match self {
-            Store::Sqlite(pool) => StoreTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
-            Store::Postgres(pool) => StoreTx::Postgres(pool.begin().await?),
-        })
+        let tx = match &self.backend {
+            Backend::Sqlite(pool) => TxBackend::Sqlite(sqlite::begin(pool).await?),
+            Backend::Postgres(pool) => TxBackend::Postgres(pool.begin().await?),
+        };
+        Ok(StoreTx { tx })
     }
 
     /// True when the database answers.
@@ -270,19 +306,13 @@ impl Store {
 
     /// Takes a relay's lease if no other process holds it.
     pub async fn try_lease(&self, relay: Relay) -> StoreResult<Option<RelayLease>> {
-        match self {
-            Store::Sqlite(_) => Ok(Some(RelayLease { connection: None })),
-            Store::Postgres(pool) => {
-                let mut connection = pool.acquire().await?;
-                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(relay.lock_key())
-                    .fetch_one(&mut *connection)
-                    .await?;
-                // Not locked: the connection goes back to the pool without the lock.
-                Ok(locked.then_some(RelayLease {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(RelayLease { connection: None })),
+            Backend::Postgres(pool) => Ok(postgres::try_session_lock(pool, relay.lock_key())
+                .await?
+                .map(|connection| RelayLease {
                     connection: Some(connection),
-                }))
-            }
+                })),
         }
     }
 }
@@ -309,11 +339,21 @@ impl Drop for RelayLease {
     }
 }
 
+/// How a read locks the rows a transaction will update.
+#[derive(Debug, Clone, Copy)]
+enum RowLock {
+    /// Rows of the table aliased `c` that the transaction updates.
+    Update,
+    /// Rows of the table aliased `c` that the transaction updates without touching their keys,
+    /// so concurrent foreign-key checks on them need not wait.
+    NoKeyUpdate,
+}
+
 impl StoreTx {
     pub async fn commit(self) -> StoreResult<()> {
-        match self {
-            StoreTx::Sqlite(tx) => tx.commit().await?,
-            StoreTx::Postgres(tx) => tx.commit().await?,
+        match self.tx {
+            TxBackend::Sqlite(tx) => tx.commit().await?,
+            TxBackend::Postgres(tx) => tx.commit().await?,
         }
         event_outbox::committed();
         Ok(())
@@ -324,38 +364,17 @@ impl StoreTx {
     /// locks (in sorted order, so two transactions never deadlock on them); SQLite needs nothing,
     /// its write transactions are serialized already (`BEGIN IMMEDIATE`).
     pub async fn lock_keys(&mut self, keys: &[String]) -> StoreResult<()> {
-        let StoreTx::Postgres(tx) = self else {
-            return Ok(());
-        };
-        let mut ids: Vec<i64> = keys.iter().map(|key| advisory_lock_id(key)).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let conn: &mut sqlx::PgConnection = &mut *tx;
-        sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS t(k)")
-            .bind(ids)
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    /// Row-lock suffix for reads of conversations (alias `c`) this transaction will update.
-    fn for_update(&self) -> &'static str {
-        match self {
-            StoreTx::Sqlite(_) => "",
-            StoreTx::Postgres(_) => " FOR UPDATE OF c",
+        match &mut self.tx {
+            TxBackend::Sqlite(_) => Ok(()),
+            TxBackend::Postgres(tx) => postgres::lock_keys(tx, keys).await,
         }
     }
-}
 
-/// A 64-bit advisory lock id for a key: the first 8 bytes of its SHA-256. A collision only makes
-/// two unrelated writers wait for each other.
-fn advisory_lock_id(key: &str) -> i64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(key.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
+    /// The suffix of a `SELECT` that locks the rows it reads for this transaction.
+    fn row_lock(&self, lock: RowLock) -> &'static str {
+        match self.tx {
+            TxBackend::Sqlite(_) => sqlite::row_lock(lock),
+            TxBackend::Postgres(_) => postgres::row_lock(lock),
+        }
+    }
 }

@@ -1,13 +1,15 @@
-//! SQLite backend: the embedded default, one file in the data dir.
+//! SQLite backend: the embedded default, one file in the data dir. What differs from PostgreSQL
+//! is here; its full-text statements (FTS5) are in `search/sqlite.rs`.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::StoreResult;
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::{RowLock, StoreResult, migrations};
 
 pub(super) async fn connect(path: &Path) -> StoreResult<SqlitePool> {
     if let Some(dir) = path.parent() {
@@ -31,6 +33,19 @@ pub(super) async fn connect(path: &Path) -> StoreResult<SqlitePool> {
 }
 
 pub(super) async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
-    sqlx::migrate!("./migrations/sqlite").run(pool).await?;
+    migrations::migrator(migrations::SQLITE)
+        .await?
+        .run(pool)
+        .await?;
     Ok(())
+}
+
+/// Takes the write lock up front, so two writers never deadlock on a lock upgrade.
+pub(super) async fn begin(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// Nothing to add: a write transaction holds the database's write lock from its start.
+pub(super) fn row_lock(_lock: RowLock) -> &'static str {
+    ""
 }

@@ -2,7 +2,7 @@
 //! builders for the records the ingest funnel takes.
 //!
 //! PostgreSQL tests use the server named by `INBOX_TEST_DATABASE_URL` (default
-//! [`DEFAULT_POSTGRES_URL`]) and create a database of their own on it. They never skip: an
+//! [`inbox_core::store::test_support::DEFAULT_TEST_SERVER`]) and create a database of their own on it. They never skip: an
 //! unreachable server fails them with a message saying which URL was tried.
 
 #![allow(dead_code)] // Not every test file uses every helper.
@@ -11,45 +11,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use inbox_core::actions;
-use inbox_core::envelope::{Body, ChannelKind, InboundEvent, InboundMessage, Party};
+use inbox_core::envelope::{ChannelKind, InboundEvent, InboundMessage};
 use inbox_core::ids::{ConversationId, MessageId};
 use inbox_core::ingest::{self, InboundRecord, IngestReport, IngestSettings, Outcome};
 use inbox_core::model::{
     Agent, Channel, Conversation, ConversationStatus, Message, Role, ThreadReason, from_millis,
     to_millis,
 };
+use inbox_core::store::test_support::ScratchDatabase;
 use inbox_core::store::{ConversationPatch, Store, StoreConfig};
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tempfile::TempDir;
 
-/// The server used when `INBOX_TEST_DATABASE_URL` is not set (exists on dev machines and in CI).
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// The PostgreSQL server the tests create their databases on.
-pub fn postgres_server_url() -> String {
-    match std::env::var("INBOX_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
-        _ => DEFAULT_POSTGRES_URL.to_owned(),
-    }
-}
-
-/// `url` with its database name replaced by `database` (query parameters are kept).
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
-    }
-}
+pub use inbox_core::store::test_support::test_server_url as postgres_server_url;
 
 /// One test's database, able to open (and reopen) a [`Store`] on it.
 #[derive(Debug)]
@@ -58,11 +32,7 @@ pub enum TestDb {
         /// Holds the file; removed when the test ends.
         dir: TempDir,
     },
-    Postgres {
-        server_url: String,
-        name: String,
-        url: String,
-    },
+    Postgres(ScratchDatabase),
 }
 
 impl TestDb {
@@ -74,20 +44,10 @@ impl TestDb {
 
     /// A new, empty database `inbox_test_<uuid>` on the test PostgreSQL server.
     pub async fn postgres() -> Self {
-        let server_url = postgres_server_url();
-        let name = format!("inbox_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = connect_server(&server_url).await;
-        sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-            .execute(&mut conn)
+        let scratch = ScratchDatabase::create(&postgres_server_url(), "inbox_test")
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {server_url} failed: {e}"));
-        let _ = conn.close().await;
-        let url = with_database(&server_url, &name);
-        TestDb::Postgres {
-            server_url,
-            name,
-            url,
-        }
+            .unwrap_or_else(|e| panic!("PostgreSQL tests need a server: {e}"));
+        TestDb::Postgres(scratch)
     }
 
     pub fn config(&self) -> StoreConfig {
@@ -95,8 +55,8 @@ impl TestDb {
             TestDb::Sqlite { dir } => StoreConfig::Sqlite {
                 path: dir.path().join("inbox.db"),
             },
-            TestDb::Postgres { url, .. } => StoreConfig::Postgres {
-                url: url.clone(),
+            TestDb::Postgres(scratch) => StoreConfig::Postgres {
+                url: scratch.url().to_owned(),
                 // Tests run in parallel against one server: keep each one's share small.
                 max_connections: 4,
             },
@@ -114,33 +74,12 @@ impl TestDb {
     /// Drops a PostgreSQL test database (called when a test passed; a failed test's database is
     /// left for inspection). SQLite files go with their temporary directory.
     pub async fn cleanup(self) {
-        if let TestDb::Postgres {
-            server_url, name, ..
-        } = self
-        {
-            let mut conn = connect_server(&server_url).await;
-            sqlx::query(AssertSqlSafe(format!(
-                r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-            )))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("DROP DATABASE {name} on {server_url} failed: {e}"));
-            let _ = conn.close().await;
+        if let TestDb::Postgres(scratch) = self {
+            scratch
+                .drop_database()
+                .await
+                .unwrap_or_else(|e| panic!("dropping {}: {e}", scratch.name()));
         }
-    }
-}
-
-async fn connect_server(url: &str) -> PgConnection {
-    match tokio::time::timeout(Duration::from_secs(15), PgConnection::connect(url)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => panic!(
-            "PostgreSQL tests need a server: cannot connect to {url}: {e}. Start PostgreSQL or set \
-             INBOX_TEST_DATABASE_URL to a server URL (postgres://user@host:port/postgres)."
-        ),
-        Err(_) => panic!(
-            "PostgreSQL tests need a server: connecting to {url} timed out. Start PostgreSQL or \
-             set INBOX_TEST_DATABASE_URL to a server URL (postgres://user@host:port/postgres)."
-        ),
     }
 }
 
@@ -150,7 +89,7 @@ pub async fn sqlite_store() -> (Store, TempDir) {
     let store = db.open().await;
     match db {
         TestDb::Sqlite { dir } => (store, dir),
-        TestDb::Postgres { .. } => unreachable!(),
+        TestDb::Postgres(_) => unreachable!(),
     }
 }
 
@@ -223,29 +162,11 @@ pub async fn webhook_channel(store: &Store) -> Channel {
 /// A customer message on `channel`, sent now, from `handle` named "Customer <handle>".
 pub fn inbound(channel: &Channel, external_id: &str, handle: &str, text: &str) -> InboundMessage {
     let now = now_ms();
-    InboundMessage {
-        id: MessageId::new(),
-        channel_id: channel.id,
-        channel_kind: channel.kind,
-        external_id: external_id.to_owned(),
-        thread: Default::default(),
-        from: Party {
-            handle: handle.to_owned(),
-            name: Some(format!("Customer {handle}")),
-            email: None,
-            phone: None,
-        },
-        to: Vec::new(),
-        sent_at: Some(now),
-        received_at: now,
-        body: Body {
-            text: text.to_owned(),
-            html: None,
-        },
-        attachments: Vec::new(),
-        raw: None,
-        automated: None,
-    }
+    let mut m = InboundMessage::text(channel.id, channel.kind, external_id, handle, text);
+    m.from.name = Some(format!("Customer {handle}"));
+    m.sent_at = Some(now);
+    m.received_at = now;
+    m
 }
 
 /// The same message sent at `at`.

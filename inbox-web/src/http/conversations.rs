@@ -16,6 +16,8 @@ use inbox_core::store::{
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::AssigneeFilter;
+
 use super::error::parse_json;
 use super::{ApiError, CurrentAgent, WebState};
 
@@ -120,14 +122,9 @@ async fn list(
             ApiError::invalid("status", "one of open, pending, snoozed, resolved, all")
         })?),
     };
-    let assignee = match query.assignee.as_deref() {
-        None | Some("") | Some("all") => None,
-        Some("me") => Some(Some(agent.id)),
-        Some("none") => Some(None),
-        Some(id) => Some(Some(id.parse::<AgentId>().map_err(|_| {
-            ApiError::invalid("assignee", "me, none, all or an agent id")
-        })?)),
-    };
+    let assignee = AssigneeFilter::parse(query.assignee.as_deref().unwrap_or(""))
+        .ok_or_else(|| ApiError::invalid("assignee", AssigneeFilter::EXPECTED))?
+        .for_viewer(agent.id);
     let channel = match query.channel.as_deref() {
         None | Some("") => None,
         Some(id) => Some(

@@ -15,6 +15,8 @@ use inbox_core::model::{Channel, Conversation, ConversationStatus, Direction};
 use inbox_core::store::{ConversationFilter, ConversationPatch, PageCursor};
 use serde::Deserialize;
 
+use crate::AssigneeFilter;
+
 use super::view::{
     ChannelBadge, Choice, ConversationItem, EmailFrame, HistoryFragment, HistoryView, InboxPage,
     ListFragment, ListView, MessageFragment, MessageItem, MetaFragment, MetaView, Tab,
@@ -28,9 +30,9 @@ const HISTORY_PAGE: u32 = 40;
 /// The list's filters as they appear in the URL.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListQuery {
-    /// mine, unassigned or all.
+    /// Whose conversations: me, none, all (the default) or an agent's id.
     #[serde(default)]
-    view: String,
+    assignee: String,
     /// open, pending, snoozed, resolved or all.
     #[serde(default)]
     status: String,
@@ -48,11 +50,8 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn view(&self) -> &str {
-        match self.view.as_str() {
-            "mine" | "unassigned" | "all" => &self.view,
-            _ => "all",
-        }
+    fn assignee(&self) -> AssigneeFilter {
+        AssigneeFilter::parse(&self.assignee).unwrap_or_default()
     }
 
     fn status(&self) -> &str {
@@ -63,9 +62,9 @@ impl ListQuery {
     }
 
     /// The filters as a query string, with some of them replaced.
-    fn with(&self, view: Option<&str>, status: Option<&str>) -> String {
+    fn with(&self, assignee: Option<AssigneeFilter>, status: Option<&str>) -> String {
         let mut pairs = vec![
-            ("view", view.unwrap_or(self.view()).to_owned()),
+            ("assignee", assignee.unwrap_or(self.assignee()).as_param()),
             ("status", status.unwrap_or(self.status()).to_owned()),
         ];
         for (k, v) in [
@@ -83,11 +82,7 @@ impl ListQuery {
     fn filter(&self, viewer: &Viewer) -> ConversationFilter {
         ConversationFilter {
             status: ConversationStatus::parse(self.status()),
-            assignee: match self.view() {
-                "mine" => Some(Some(viewer.agent.id)),
-                "unassigned" => Some(None),
-                _ => None,
-            },
+            assignee: self.assignee().for_viewer(viewer.agent.id),
             channel: self.channel.parse::<ChannelId>().ok(),
             label: Some(self.label.trim().to_lowercase()).filter(|l| !l.is_empty()),
             q: Some(self.q.trim().to_owned()).filter(|q| !q.is_empty()),
@@ -156,16 +151,16 @@ async fn list_view(
         })
         .collect();
     let counts = state.store.conversation_counts(viewer.agent.id).await?;
-    let views = [
-        ("mine", "Mine", counts.mine),
-        ("unassigned", "Unassigned", counts.unassigned),
-        ("all", "All", counts.all),
+    let assignee_tabs = [
+        (AssigneeFilter::Me, "Mine", counts.mine),
+        (AssigneeFilter::Nobody, "Unassigned", counts.unassigned),
+        (AssigneeFilter::All, "All", counts.all),
     ]
     .into_iter()
-    .map(|(v, label, count)| Tab {
+    .map(|(assignee, label, count)| Tab {
         label,
-        href: format!("/inbox?{}", query.with(Some(v), None)),
-        current: query.view() == v,
+        href: format!("/inbox?{}", query.with(Some(assignee), None)),
+        current: query.assignee() == assignee,
         count: Some(count_label(count)),
     })
     .collect();
@@ -198,20 +193,20 @@ async fn list_view(
     channels.sort_by(|a, b| a.label.cmp(&b.label));
     let empty_hint = if names.channels.is_empty() {
         "No channels yet: an admin connects email or a webhook on the Channels page, and new conversations appear here live.".to_owned()
-    } else if query.view() == "mine" {
+    } else if query.assignee() == AssigneeFilter::Me {
         "Nothing assigned to you in this view. Pick one from Unassigned, or press a on a conversation to take it.".to_owned()
     } else {
         "No conversations match these filters. New messages appear here live; try Any status or All.".to_owned()
     };
     Ok(ListView {
-        views,
+        assignee_tabs,
         statuses,
         next_href: page
             .next_cursor
             .map(|c| format!("/inbox?{keep}&cursor={c}")),
         items,
         query: keep,
-        view: query.view().to_owned(),
+        assignee: query.assignee().as_param(),
         status: query.status().to_owned(),
         label: query.label.clone(),
         q: query.q.clone(),

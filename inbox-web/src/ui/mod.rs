@@ -280,7 +280,7 @@ mod tests {
     fn only_same_site_paths_are_followed() {
         for good in [
             "/inbox",
-            "/conversations/abc?view=mine",
+            "/conversations/abc?assignee=me",
             "/search?q=a%20b",
             "/",
         ] {

@@ -160,13 +160,13 @@ pub struct Tab {
 /// The list column: filters, rows, the next page.
 #[derive(Debug, Clone)]
 pub struct ListView {
-    pub views: Vec<Tab>,
+    pub assignee_tabs: Vec<Tab>,
     pub statuses: Vec<Tab>,
     pub items: Vec<ConversationItem>,
     pub next_href: Option<String>,
     /// The filters as a query string (without the cursor), for links that keep them.
     pub query: String,
-    pub view: String,
+    pub assignee: String,
     pub status: String,
     pub label: String,
     pub q: String,

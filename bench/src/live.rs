@@ -20,9 +20,9 @@ use inbox_core::model::Role;
 use inbox_core::store::Store;
 use tokio::sync::mpsc;
 
-use super::bench::StoreKind;
-use super::bench_web::{Server, Target};
-use crate::config::Config;
+use crate::StoreKind;
+use crate::web::{Server, Target, quantile};
+use inbox_app::config::Config;
 
 /// What the agent saw.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub struct LiveResult {
 
 impl LiveResult {
     pub fn quantile(&self, q: f64) -> Duration {
-        super::bench_web::quantile(&self.latencies, q)
+        quantile(&self.latencies, q)
     }
 }
 

@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/inbox.example.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/inbox.example.toml");
         Config::load(Some(&path), |_| None).unwrap();
     }
 }

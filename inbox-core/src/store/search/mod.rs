@@ -1,5 +1,4 @@
-//! Full-text search over messages, and what the conversation list needs beyond one statement: the
-//! text (`q`) and label filters, the tab counts and marking a conversation read.
+//! Full-text search over messages, and the conversation list's text (`q`) and label filters.
 //!
 //! # Query syntax
 //!
@@ -45,17 +44,16 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Database, Encode, FromRow, PgConnection, QueryBuilder, Type};
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use utoipa::ToSchema;
 
-use super::queries::PageCursor;
-use super::{LogRow, Store, StoreError, StoreResult, on_pool, on_tx};
-use crate::ids::{AgentId, ContactId, ConversationId, MessageId};
-use crate::model::{Actor, ConversationStatus, Direction, from_millis, to_millis};
+mod postgres;
+mod sqlite;
 
-/// The tab counts stop at this many: counting beyond it would cost more than the number is worth
-/// (the UI shows "10000+").
-pub const COUNT_CAP: i64 = 10_000;
+use super::paging::PageCursor;
+use super::{Backend, Store, StoreError, StoreResult, on_pool};
+use crate::ids::{ContactId, ConversationId, MessageId};
+use crate::model::{ConversationStatus, Direction, from_millis, to_millis};
 
 /// Longest search input considered (bytes); the rest is ignored.
 const MAX_QUERY_BYTES: usize = 1_000;
@@ -130,29 +128,6 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-/// Conversations per view, for the tabs. Each count stops at [`COUNT_CAP`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ConversationCounts {
-    /// Open conversations assigned to the agent.
-    pub mine: i64,
-    /// Open conversations assigned to nobody.
-    pub unassigned: i64,
-    /// All open conversations.
-    pub all: i64,
-    /// Open conversations with messages nobody has read.
-    pub unread: i64,
-    /// Conversations per status, whoever they are assigned to.
-    pub by_status: StatusCounts,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct StatusCounts {
-    pub open: i64,
-    pub pending: i64,
-    pub snoozed: i64,
-    pub resolved: i64,
-}
-
 // ---------------------------------------------------------------------------------------------
 // The query language.
 
@@ -214,48 +189,6 @@ impl TextQuery {
             rest = rest.trim_start();
         }
         (!terms.is_empty()).then_some(TextQuery { terms })
-    }
-
-    /// The FTS5 query: every term a quoted string (inner quotes doubled), so nothing the agent
-    /// typed is FTS5 syntax.
-    fn fts5(&self) -> String {
-        let quoted: Vec<String> = self
-            .terms
-            .iter()
-            .map(|term| match term {
-                Term::Phrase(text) => format!("\"{}\"", text.replace('"', "\"\"")),
-                Term::Prefix(stem) => format!("\"{stem}\"*"),
-            })
-            .collect();
-        quoted.join(" AND ")
-    }
-
-    /// Pushes the PostgreSQL `tsquery` expression: `phraseto_tsquery` of each phrase (any text
-    /// is valid there) and `to_tsquery('<stem>':*)` of each prefix (letters and digits only),
-    /// joined by `&&`.
-    fn push_tsquery<DB: Database>(&self, qb: &mut QueryBuilder<DB>)
-    where
-        for<'t> String: Encode<'t, DB> + Type<DB>,
-    {
-        qb.push("(");
-        for (i, term) in self.terms.iter().enumerate() {
-            if i > 0 {
-                qb.push(" && ");
-            }
-            match term {
-                Term::Phrase(text) => {
-                    qb.push("phraseto_tsquery('simple', ")
-                        .push_bind(text.clone())
-                        .push(")");
-                }
-                Term::Prefix(stem) => {
-                    qb.push("to_tsquery('simple', ")
-                        .push_bind(format!("'{stem}':*"))
-                        .push(")");
-                }
-            }
-        }
-        qb.push(")");
     }
 }
 
@@ -371,23 +304,8 @@ impl TextFilter {
                 }
                 qb.push(")");
             }
-            TextFilter::Dense(query) if postgres => {
-                qb.push(
-                    " AND c.id IN (SELECT m.conversation_id FROM messages m WHERE m.search @@ ",
-                );
-                query.push_tsquery(qb);
-                qb.push(")");
-            }
-            TextFilter::Dense(query) => {
-                // The matching rowids are collected once; each conversation, in list order, is
-                // then checked through its own messages (stops at the page's end).
-                qb.push(
-                    " AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
-                       AND m.ingest_seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ",
-                )
-                .push_bind(query.fts5())
-                .push("))");
-            }
+            TextFilter::Dense(query) if postgres => postgres::push_dense_filter(qb, query),
+            TextFilter::Dense(query) => sqlite::push_dense_filter(qb, query),
         }
     }
 }
@@ -426,74 +344,6 @@ impl LabelFilter {
     }
 }
 
-/// PostgreSQL: the messages matching `query`, when there are at most [`SPARSE_MATCHES`]
-/// (`None`: more). Counted on the GIN index only (a bitmap scan): the planner's estimate for a
-/// rare word is often far too high, and walking the table for it would read every row.
-async fn pg_sparse_matches(
-    conn: &mut PgConnection,
-    query: &TextQuery,
-) -> StoreResult<Option<Vec<(i64, ConversationId)>>> {
-    sqlx::raw_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
-        .execute(&mut *conn)
-        .await?;
-    let mut qb = QueryBuilder::<sqlx::Postgres>::new(
-        "SELECT ingest_seq, conversation_id FROM messages WHERE search @@ ",
-    );
-    query.push_tsquery(&mut qb);
-    qb.push(" LIMIT ").push_bind(SPARSE_MATCHES as i64 + 1);
-    let rows = qb
-        .build_query_as::<(i64, ConversationId)>()
-        .persistent(false)
-        .fetch_all(&mut *conn)
-        .await?;
-    sqlx::raw_sql("RESET enable_seqscan; RESET enable_indexscan")
-        .execute(&mut *conn)
-        .await?;
-    Ok((rows.len() <= SPARSE_MATCHES).then_some(rows))
-}
-
-/// PostgreSQL: the newest `limit + 1` messages matching `query` before `before`, walking the
-/// primary key backwards (at most `window` ingest_seqs back when given). Cheap when matches are
-/// dense among the newest messages, which is when the GIN probe is expensive.
-async fn pg_newest_matches(
-    conn: &mut PgConnection,
-    query: &TextQuery,
-    before: Option<i64>,
-    limit: u32,
-    window: Option<i64>,
-) -> StoreResult<Vec<i64>> {
-    sqlx::raw_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
-        .execute(&mut *conn)
-        .await?;
-    let mut qb =
-        QueryBuilder::<sqlx::Postgres>::new("SELECT ingest_seq FROM messages WHERE search @@ ");
-    query.push_tsquery(&mut qb);
-    if let Some(before) = before {
-        qb.push(" AND ingest_seq < ").push_bind(before);
-    }
-    if let Some(window) = window {
-        match before {
-            Some(before) => qb
-                .push(" AND ingest_seq >= ")
-                .push_bind(before.saturating_sub(window)),
-            None => qb
-                .push(" AND ingest_seq >= (SELECT MAX(ingest_seq) FROM messages) - ")
-                .push_bind(window),
-        };
-    }
-    qb.push(" ORDER BY ingest_seq DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
-    let seqs = qb
-        .build_query_scalar::<i64>()
-        .persistent(false)
-        .fetch_all(&mut *conn)
-        .await?;
-    sqlx::raw_sql("RESET enable_seqscan; RESET enable_bitmapscan")
-        .execute(&mut *conn)
-        .await?;
-    Ok(seqs)
-}
-
 impl Store {
     /// Messages (customer messages, replies and notes) matching `query` (see the module
     /// documentation for the syntax), newest first, `limit` (1 to 100) per page. Input with
@@ -509,90 +359,12 @@ impl Store {
             return Ok(SearchPage::default());
         };
         let before = cursor.map(|c| c.key.parse::<i64>().unwrap_or(i64::MAX));
-        let rows = match self {
-            Store::Sqlite(pool) => {
-                // FTS5 yields rowids (= ingest_seq) newest first and stops at the limit; only the
-                // page's snippets are made.
-                let mut qb = QueryBuilder::<sqlx::Sqlite>::new(format!(
-                    "SELECT p.seq, p.snippet, m.id, m.conversation_id, m.direction, m.sender_name,
-                         m.sent_at, c.contact_id, k.name AS contact_name
-                     FROM (SELECT rowid AS seq,
-                               snippet(messages_fts, 0, char({}), char({}), '…', 24) AS snippet
-                           FROM messages_fts WHERE messages_fts MATCH ",
-                    u32::from(MARK_START),
-                    u32::from(MARK_END)
-                ));
-                qb.push_bind(query.fts5());
-                if let Some(before) = before {
-                    qb.push(" AND rowid < ").push_bind(before);
-                }
-                qb.push(" ORDER BY rowid DESC LIMIT ")
-                    .push_bind(i64::from(limit) + 1)
-                    .push(
-                        ") AS p
-                     JOIN messages m ON m.ingest_seq = p.seq
-                     JOIN conversations c ON c.id = m.conversation_id
-                     JOIN contacts k ON k.id = c.contact_id
-                     ORDER BY p.seq DESC",
-                    );
-                qb.build_query_as::<HitRow>()
-                    .persistent(false)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                // A word in many messages fills the page from the newest ones; any other is
-                // found on the GIN index.
-                let mut seqs =
-                    pg_newest_matches(&mut tx, &query, before, limit, Some(PG_RECENT_WINDOW))
-                        .await?;
-                if seqs.len() <= limit as usize {
-                    seqs = match pg_sparse_matches(&mut tx, &query).await? {
-                        Some(matches) => {
-                            let mut seqs: Vec<i64> = matches
-                                .into_iter()
-                                .map(|(seq, _)| seq)
-                                .filter(|seq| before.is_none_or(|before| *seq < before))
-                                .collect();
-                            seqs.sort_unstable_by(|a, b| b.cmp(a));
-                            seqs.truncate(limit as usize + 1);
-                            seqs
-                        }
-                        None => pg_newest_matches(&mut tx, &query, before, limit, None).await?,
-                    };
-                }
-                if seqs.is_empty() {
-                    return Ok(SearchPage::default());
-                }
-                let mut qb = QueryBuilder::<sqlx::Postgres>::new(
-                    "SELECT m.ingest_seq AS seq, ts_headline('simple', left(m.text, ",
-                );
-                qb.push_bind(PG_INDEXED_CHARS).push("), ");
-                query.push_tsquery(&mut qb);
-                qb.push(", ")
-                    .push_bind(format!(
-                        "StartSel=\"{MARK_START}\", StopSel=\"{MARK_END}\", MaxWords=24, \
-                         MinWords=12, ShortWord=0, MaxFragments=2, FragmentDelimiter=\" … \""
-                    ))
-                    .push(
-                        ") AS snippet, m.id, m.conversation_id, m.direction, m.sender_name,
-                         m.sent_at, c.contact_id, k.name AS contact_name
-                     FROM messages m
-                     JOIN conversations c ON c.id = m.conversation_id
-                     JOIN contacts k ON k.id = c.contact_id
-                     WHERE m.ingest_seq = ANY(",
-                    )
-                    .push_bind(seqs)
-                    .push(") ORDER BY m.ingest_seq DESC");
-                let rows = qb
-                    .build_query_as::<HitRow>()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows
-            }
+        let rows = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::hits(pool, &query, before, limit).await?,
+            Backend::Postgres(pool) => match postgres::hits(pool, &query, before, limit).await? {
+                Some(rows) => rows,
+                None => return Ok(SearchPage::default()),
+            },
         };
         let more = rows.len() > limit as usize;
         let hits = rows
@@ -618,26 +390,9 @@ impl Store {
         let Some(query) = TextQuery::parse(q) else {
             return Ok(None);
         };
-        let matches = match self {
-            Store::Sqlite(pool) => {
-                let rows = sqlx::query_scalar::<_, ConversationId>(
-                    "SELECT m.conversation_id FROM messages_fts f
-                     JOIN messages m ON m.ingest_seq = f.rowid
-                     WHERE messages_fts MATCH $1 LIMIT $2",
-                )
-                .bind(query.fts5())
-                .bind(SPARSE_MATCHES as i64 + 1)
-                .persistent(false)
-                .fetch_all(pool)
-                .await?;
-                (rows.len() <= SPARSE_MATCHES).then_some(rows)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let rows = pg_sparse_matches(&mut tx, &query).await?;
-                tx.commit().await?;
-                rows.map(|rows| rows.into_iter().map(|(_, id)| id).collect())
-            }
+        let matches = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::sparse_conversations(pool, &query).await?,
+            Backend::Postgres(pool) => postgres::sparse_conversations(pool, &query).await?,
         };
         Ok(Some(match matches {
             None => TextFilter::Dense(query),
@@ -685,83 +440,6 @@ impl Store {
             n if n <= SPARSE_MATCHES as i64 => LabelFilter::Few { label, status },
             _ => LabelFilter::Many(label),
         }))
-    }
-
-    /// The numbers on the list's tabs for `agent`; each stops at [`COUNT_CAP`]. Every count is a
-    /// range of the `(status, assignee_id)` indexes.
-    pub async fn conversation_counts(&self, agent: AgentId) -> StoreResult<ConversationCounts> {
-        let count = |condition: &str| {
-            format!(
-                "(SELECT COUNT(*) FROM (SELECT 1 FROM conversations WHERE {condition} \
-                 LIMIT {COUNT_CAP}) AS t)"
-            )
-        };
-        let sql = format!(
-            "SELECT {}, {}, {}, {}, {}, {}, {}",
-            count("status = 'open' AND assignee_id = $1"),
-            count("status = 'open' AND assignee_id IS NULL"),
-            count("status = 'open'"),
-            count("status = 'open' AND unread_count > 0"),
-            count("status = 'pending'"),
-            count("status = 'snoozed'"),
-            count("status = 'resolved'"),
-        );
-        let (mine, unassigned, open, unread, pending, snoozed, resolved) = on_pool!(self, pool, Db => {
-            sqlx::query_as::<Db, (i64, i64, i64, i64, i64, i64, i64)>(sqlx::AssertSqlSafe(sql))
-                .bind(agent)
-                .fetch_one(pool)
-                .await
-        })?;
-        Ok(ConversationCounts {
-            mine,
-            unassigned,
-            all: open,
-            unread,
-            by_status: StatusCounts {
-                open,
-                pending,
-                snoozed,
-                resolved,
-            },
-        })
-    }
-
-    /// Marks a conversation's messages read (its unread count becomes 0). Returns false when
-    /// nothing was unread (or there is no such conversation). Customer messages make it unread
-    /// again (the ingest funnel counts them).
-    /// Clears the unread count as `agent` opens the conversation; when there was one, a `read`
-    /// event goes to the stream in the same transaction (other agents' lists drop the marker).
-    pub async fn mark_read(
-        &self,
-        conversation_id: ConversationId,
-        agent: AgentId,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let done = on_tx!(&mut tx, conn, Db => sqlx::query::<Db>(
-            "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0",
-        )
-        .bind(conversation_id)
-        .execute(&mut *conn)
-        .await
-        .map(|r| r.rows_affected()))?;
-        if done == 0 {
-            return Ok(false);
-        }
-        // Told like a log row, though it writes none.
-        let event = LogRow {
-            id: uuid::Uuid::now_v7(),
-            conversation_id,
-            kind: "read",
-            actor: Actor::Agent(agent),
-            contact_id: None,
-            message_id: None,
-            data: &serde_json::json!({}),
-            at: to_millis(Utc::now()),
-        }
-        .event();
-        tx.insert_stream_events(&[event]).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 }
 

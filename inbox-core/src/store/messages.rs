@@ -1,0 +1,321 @@
+//! Messages: a conversation's or a contact's history in pages, one message, and what replies
+//! and delivery reports write.
+
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, FromRow, QueryBuilder};
+use utoipa::ToSchema;
+
+use super::paging::{PageCursor, page};
+use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use crate::envelope::{DeliveryReport, DeliveryStatus};
+use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
+use crate::model::{Direction, Message, ThreadReason, from_millis, to_millis};
+
+const MESSAGE_COLUMNS: &str = "id, ingest_seq, conversation_id, channel_id, external_id, direction, \
+     contact_id, agent_id, sender_handle, sender_name, text, html, subject, in_reply_to, attachments, \
+     thread_reason, sent_at, claimed_sent_at, received_at, delivery_status, delivery_error, \
+     delivery_attempts, delivered_at";
+
+#[derive(FromRow)]
+struct MessageRow {
+    id: MessageId,
+    ingest_seq: i64,
+    conversation_id: ConversationId,
+    channel_id: ChannelId,
+    external_id: Option<String>,
+    direction: String,
+    contact_id: Option<ContactId>,
+    agent_id: Option<AgentId>,
+    sender_handle: Option<String>,
+    sender_name: Option<String>,
+    text: String,
+    html: Option<String>,
+    subject: Option<String>,
+    in_reply_to: Option<String>,
+    attachments: String,
+    thread_reason: String,
+    sent_at: i64,
+    claimed_sent_at: Option<i64>,
+    received_at: i64,
+    delivery_status: Option<String>,
+    delivery_error: Option<String>,
+    delivery_attempts: i64,
+    delivered_at: Option<i64>,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+    fn try_from(r: MessageRow) -> StoreResult<Self> {
+        let delivery_status = match r.delivery_status.as_deref() {
+            None => None,
+            Some("queued") => Some(DeliveryStatus::Queued),
+            Some("sent") => Some(DeliveryStatus::Sent),
+            Some("failed") => Some(DeliveryStatus::Failed),
+            Some(other) => return Err(StoreError::Corrupt(format!("delivery status {other}"))),
+        };
+        Ok(Message {
+            id: r.id,
+            ingest_seq: r.ingest_seq,
+            conversation_id: r.conversation_id,
+            channel_id: r.channel_id,
+            external_id: r.external_id,
+            direction: Direction::parse(&r.direction)
+                .ok_or_else(|| StoreError::Corrupt(format!("direction {}", r.direction)))?,
+            contact_id: r.contact_id,
+            agent_id: r.agent_id,
+            sender_handle: r.sender_handle,
+            sender_name: r.sender_name,
+            text: r.text,
+            html: r.html,
+            subject: r.subject,
+            in_reply_to: r.in_reply_to,
+            attachments: serde_json::from_str(&r.attachments)
+                .map_err(|e| StoreError::Corrupt(format!("attachments: {e}")))?,
+            thread_reason: ThreadReason::parse(&r.thread_reason)
+                .ok_or_else(|| StoreError::Corrupt(format!("thread reason {}", r.thread_reason)))?,
+            sent_at: from_millis(r.sent_at),
+            claimed_sent_at: r.claimed_sent_at.map(from_millis),
+            received_at: from_millis(r.received_at),
+            delivery_status,
+            delivery_error: r.delivery_error,
+            delivery_attempts: r.delivery_attempts,
+            delivered_at: r.delivered_at.map(from_millis),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub channel_id: ChannelId,
+    pub external_id: Option<String>,
+    pub direction: Direction,
+    pub contact_id: Option<ContactId>,
+    pub agent_id: Option<AgentId>,
+    pub sender_handle: Option<String>,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub html: Option<String>,
+    pub subject: Option<String>,
+    pub in_reply_to: Option<String>,
+    /// JSON array of attachment references.
+    pub attachments: String,
+    pub raw_ref: Option<String>,
+    pub thread_reason: ThreadReason,
+    pub sent_at: i64,
+    /// The provider's time when it was not believed (then `sent_at` is `received_at`).
+    pub claimed_sent_at: Option<i64>,
+    pub received_at: i64,
+    pub delivery_status: Option<DeliveryStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MessagePage {
+    /// Oldest first.
+    pub items: Vec<Message>,
+    /// Pass as `before` to get the page of older messages.
+    pub next_before: Option<String>,
+}
+
+/// Whose history a page is from.
+#[derive(Debug, Clone, Copy)]
+enum History {
+    Conversation(ConversationId),
+    Contact(ContactId),
+}
+
+/// Rows fetched newest first, one more than the page: the page oldest first and the next cursor.
+fn page_of_messages(rows: Vec<MessageRow>, limit: u32) -> StoreResult<MessagePage> {
+    let items = rows
+        .into_iter()
+        .map(Message::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let (mut items, next_before) = page(items, limit, |m| PageCursor {
+        at: to_millis(m.sent_at),
+        key: m.ingest_seq.to_string(),
+    });
+    items.reverse();
+    Ok(MessagePage { items, next_before })
+}
+
+impl Store {
+    /// A page of a conversation's history, ordered by (sent_at, ingest_seq), ending before `before`.
+    pub async fn messages(
+        &self,
+        conversation_id: ConversationId,
+        before: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<MessagePage> {
+        self.history(History::Conversation(conversation_id), before, limit)
+            .await
+    }
+
+    /// The contact's messages on every channel and conversation: one history across channels,
+    /// paged like a conversation's.
+    pub async fn contact_messages(
+        &self,
+        contact_id: ContactId,
+        before: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<MessagePage> {
+        self.history(History::Contact(contact_id), before, limit)
+            .await
+    }
+
+    async fn history(
+        &self,
+        scope: History,
+        before: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<MessagePage> {
+        let limit = limit.clamp(1, 500);
+        let conversations = match scope {
+            History::Conversation(id) => vec![id],
+            History::Contact(id) => {
+                on_pool!(self, pool, Db => sqlx::query_scalar::<Db, ConversationId>(
+                    "SELECT id FROM conversations WHERE contact_id = $1",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await)?
+            }
+        };
+        if conversations.is_empty() {
+            return Ok(MessagePage {
+                items: Vec::new(),
+                next_before: None,
+            });
+        }
+        // One newest-first index range per conversation, merged: a page costs the page, not the
+        // history, however long the conversations are (a customer has few of them; past
+        // MERGE_LIMIT the database sorts the whole set instead).
+        const MERGE_LIMIT: usize = 64;
+        let rows = on_pool!(self, pool, Db => {
+            let mut qb = QueryBuilder::<Db>::new("");
+            let page_of = |qb: &mut QueryBuilder<Db>, filter: &dyn Fn(&mut QueryBuilder<Db>)| {
+                qb.push(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE "));
+                filter(qb);
+                if let Some(before) = before {
+                    let seq: i64 = before.key.parse().unwrap_or(i64::MAX);
+                    // A row comparison: one index range on both databases (see the list).
+                    qb.push(" AND (sent_at, ingest_seq) < (")
+                        .push_bind(before.at)
+                        .push(", ")
+                        .push_bind(seq)
+                        .push(")");
+                }
+                qb.push(" ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
+                    .push_bind(i64::from(limit) + 1);
+            };
+            match (scope, conversations.len()) {
+                (History::Contact(contact), n) if n > MERGE_LIMIT => {
+                    page_of(&mut qb, &|qb| {
+                        qb.push("conversation_id IN (SELECT id FROM conversations WHERE contact_id = ")
+                            .push_bind(contact)
+                            .push(")");
+                    });
+                }
+                (_, 1) => {
+                    let id = conversations[0];
+                    page_of(&mut qb, &|qb| {
+                        qb.push("conversation_id = ").push_bind(id);
+                    });
+                }
+                _ => {
+                    qb.push(format!("SELECT {MESSAGE_COLUMNS} FROM ("));
+                    for (i, id) in conversations.iter().enumerate() {
+                        if i > 0 {
+                            qb.push(" UNION ALL ");
+                        }
+                        qb.push("SELECT * FROM (");
+                        page_of(&mut qb, &|qb| {
+                            qb.push("conversation_id = ").push_bind(*id);
+                        });
+                        qb.push(format!(") AS p{i}"));
+                    }
+                    qb.push(") AS merged ORDER BY sent_at DESC, ingest_seq DESC LIMIT ")
+                        .push_bind(i64::from(limit) + 1);
+                }
+            }
+            qb.build_query_as::<MessageRow>().fetch_all(pool).await
+        })?;
+        page_of_messages(rows, limit)
+    }
+
+    pub async fn message(&self, id: MessageId) -> StoreResult<Option<Message>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
+        let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, MessageRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(Message::try_from).transpose()
+    }
+
+    pub async fn message_total(&self) -> StoreResult<i64> {
+        Ok(
+            on_pool!(self, pool, Db => sqlx::query_scalar::<Db, i64>("SELECT COUNT(*) FROM messages")
+            .fetch_one(pool)
+            .await)?,
+        )
+    }
+}
+
+impl StoreTx {
+    /// Another message of `message_id`'s channel that already has `external_id`, if any.
+    pub(crate) async fn external_id_owner(
+        &mut self,
+        message_id: MessageId,
+        external_id: &str,
+    ) -> StoreResult<Option<MessageId>> {
+        Ok(
+            on_tx!(self, conn, Db => sqlx::query_scalar::<Db, MessageId>(
+            "SELECT o.id FROM messages m
+             JOIN messages o ON o.channel_id = m.channel_id AND o.external_id = $1
+                 AND o.direction = m.direction AND o.id <> m.id
+             WHERE m.id = $2",
+        )
+        .bind(external_id)
+        .bind(message_id)
+        .fetch_optional(&mut *conn)
+        .await)?,
+        )
+    }
+
+    /// Records a delivery report on its outgoing message. Returns false when no such message exists.
+    pub(crate) async fn apply_delivery(&mut self, report: &DeliveryReport) -> StoreResult<bool> {
+        let delivered_at = (report.status == DeliveryStatus::Sent).then(|| to_millis(report.at));
+        let done = on_tx!(self, conn, Db => sqlx::query::<Db>(
+            "UPDATE messages SET delivery_status = $1, delivery_error = $2, delivery_attempts = $3,
+                 delivered_at = $4, external_id = COALESCE($5, external_id)
+             WHERE id = $6 AND direction = 'outbound'",
+        )
+        .bind(report.status.as_str())
+        .bind(report.error.clone())
+        .bind(i64::from(report.attempts))
+        .bind(delivered_at)
+        .bind(report.external_id.clone())
+        .bind(report.message_id)
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// The latest inbound message of a conversation: what a reply answers.
+    pub(crate) async fn last_inbound(
+        &mut self,
+        conversation_id: ConversationId,
+    ) -> StoreResult<Option<(Option<String>, Option<String>, Option<String>)>> {
+        Ok(
+            on_tx!(self, conn, Db => sqlx::query_as::<Db, (Option<String>, Option<String>, Option<String>)>(
+            "SELECT external_id, subject, sender_name FROM messages
+             WHERE conversation_id = $1 AND direction = 'inbound'
+             ORDER BY sent_at DESC, ingest_seq DESC LIMIT 1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(&mut *conn)
+        .await)?,
+        )
+    }
+}
