@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod bus;
+pub mod business_hours;
 pub mod channel_catalog;
 pub mod channel_rules;
 pub mod envelope;
@@ -11,6 +12,7 @@ pub mod file_name;
 pub mod identity;
 pub mod ids;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod passwords;
 pub mod relay;

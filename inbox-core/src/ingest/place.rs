@@ -136,7 +136,7 @@ pub(super) fn place(
             actor: Actor::Contact(contact),
             contact_id: Some(contact),
             message_id: Some(m.id),
-            data: serde_json::json!({"thread_reason": reason.as_str()}),
+            data: received_data(reason, m.automated.is_some()),
             at: c.sent_at,
         });
         known.entry(key).or_default().inbound = Some((m.id, conversation_id));
@@ -365,4 +365,14 @@ fn bounce_reason(m: &InboundMessage) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("no reason given");
     format!("bounced: {}", line.chars().take(300).collect::<String>())
+}
+
+/// The log row of a stored message: the rule that placed it, and whether a machine sent it (the
+/// response-time metrics never count an automated message as the customer waiting).
+fn received_data(reason: ThreadReason, automated: bool) -> serde_json::Value {
+    let mut data = serde_json::json!({"thread_reason": reason.as_str()});
+    if automated {
+        data["automated"] = serde_json::Value::Bool(true);
+    }
+    data
 }

@@ -1,0 +1,91 @@
+//! The response-time metrics read from the log the product writes (the funnel and the agents'
+//! actions), on both backends: what docs/metrics.md defines on hand-built timelines holds for the
+//! rows the product stores.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use inbox_core::actions;
+use inbox_core::business_hours::ScheduleHistory;
+use inbox_core::envelope::Automated;
+use inbox_core::metrics::{Happening, Metric, measure, timeline};
+use inbox_core::model::ConversationStatus;
+
+use common::*;
+
+contract!(
+    the_log_of_a_conversation_measures_as_defined,
+    |store| async move {
+        let channel = webhook_channel(&store).await;
+        let agent = new_agent(&store, "ada@example.com").await;
+        // The customer wrote ten minutes ago; an auto-reply from their side came after it.
+        let asked = secs(now_ms(), -600);
+        let question = sent(inbound(&channel, "q-1", "42", "Where is my order?"), asked);
+        let (_, conversation, _) = stored(&ingest_one(&store, &question).await);
+        let mut auto = sent(inbound(&channel, "q-2", "42", "I am away"), secs(asked, 60));
+        auto.automated = Some(Automated::AutoReply);
+        ingest_one(&store, &auto).await;
+
+        // A note, then the reply, then the resolution, by the agent (now).
+        actions::post_message(&store, conversation, &agent, "checking", true, &[])
+            .await
+            .unwrap();
+        actions::post_message(&store, conversation, &agent, "It ships today.", false, &[])
+            .await
+            .unwrap();
+        set_status(&store, conversation, &agent, ConversationStatus::Resolved).await;
+
+        // The customer writes again: a second cycle, not answered yet.
+        let again = sent(inbound(&channel, "q-3", "42", "Thanks!"), secs(now_ms(), 1));
+        ingest_one(&store, &again).await;
+
+        let log = store.conversation_events(conversation).await.unwrap();
+        let entries = timeline(&log);
+        let kinds: Vec<&str> = entries
+            .iter()
+            .map(|e| match e.happening {
+                Happening::Opened => "opened",
+                Happening::CustomerMessage => "customer",
+                Happening::AutomatedInbound => "automated inbound",
+                Happening::AgentReply { agent: who } => {
+                    assert_eq!(who, agent.id);
+                    "reply"
+                }
+                Happening::AutomatedReply => "automated reply",
+                Happening::Note => "note",
+                Happening::Status(status) => status.as_str(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "opened",
+                "customer",
+                "automated inbound",
+                "note",
+                "reply",
+                "resolved",
+                "open",
+                "customer"
+            ]
+        );
+
+        let samples = measure(&entries, &ScheduleHistory::calendar());
+        let of =
+            |metric: Metric| -> Vec<_> { samples.iter().filter(|s| s.metric == metric).collect() };
+        let frt = of(Metric::FirstReply);
+        assert_eq!(frt.len(), 1, "{samples:?}");
+        // From the customer's own time (ten minutes ago) to the reply, however late it was ingested.
+        assert_eq!(frt[0].started_at, asked);
+        assert!((600..660).contains(&frt[0].calendar_s), "{:?}", frt[0]);
+        assert_eq!(frt[0].agent, Some(agent.id));
+        assert_eq!(
+            of(Metric::Reply).len(),
+            1,
+            "the second cycle's wait is not answered yet"
+        );
+        assert_eq!(of(Metric::Resolution).len(), 1);
+        assert_eq!(of(Metric::FirstResolution).len(), 1);
+    }
+);
