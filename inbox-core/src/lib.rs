@@ -17,6 +17,7 @@ pub mod model;
 pub mod passwords;
 pub mod relay;
 pub mod replay;
+pub mod reports;
 pub mod store;
 pub mod threading;
 pub mod timers;

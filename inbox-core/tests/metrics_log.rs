@@ -11,6 +11,7 @@ use inbox_core::business_hours::ScheduleHistory;
 use inbox_core::envelope::Automated;
 use inbox_core::metrics::{Happening, Metric, measure, timeline};
 use inbox_core::model::ConversationStatus;
+use inbox_core::reports::rebuild;
 
 use common::*;
 
@@ -89,3 +90,73 @@ contract!(
         assert_eq!(of(Metric::FirstResolution).len(), 1);
     }
 );
+
+contract!(rebuild_stores_what_the_log_measures, |store| async move {
+    let channel = webhook_channel(&store).await;
+    let agent = new_agent(&store, "ada@example.com").await;
+    let mut conversations = Vec::new();
+    for i in 0..5 {
+        let m = sent(
+            inbound(&channel, &format!("r-{i}"), &format!("c-{i}"), "help"),
+            secs(now_ms(), -600),
+        );
+        let (_, conversation, _) = stored(&ingest_one(&store, &m).await);
+        if i % 2 == 0 {
+            actions::post_message(&store, conversation, &agent, "done", false, &[])
+                .await
+                .unwrap();
+            set_status(&store, conversation, &agent, ConversationStatus::Resolved).await;
+        }
+        conversations.push(conversation);
+    }
+
+    let rebuilt = rebuild(&store, None, |_| {}).await.unwrap();
+    assert_eq!(rebuilt.conversations, 5);
+    let mut total = 0;
+    for conversation in &conversations {
+        let log = store.conversation_events(*conversation).await.unwrap();
+        let expected = measure(&timeline(&log), &ScheduleHistory::calendar());
+        let stored = store.metric_samples(*conversation).await.unwrap();
+        assert_eq!(stored, expected, "{conversation}");
+        total += expected.len() as u64;
+    }
+    assert_eq!(rebuilt.samples, total);
+    // Answered and resolved: frt, nrt, resolution, first resolution and both waits.
+    assert_eq!(
+        store.metric_samples(conversations[0]).await.unwrap().len(),
+        6
+    );
+    assert_eq!(store.metric_samples(conversations[1]).await.unwrap(), []);
+
+    // Again: the same rows, not twice as many.
+    assert_eq!(rebuild(&store, None, |_| {}).await.unwrap(), rebuilt);
+    assert_eq!(
+        store.metric_samples(conversations[0]).await.unwrap().len(),
+        6
+    );
+
+    // Since a time after every log row: nothing to go through.
+    let later = secs(now_ms(), 3600);
+    assert_eq!(
+        store
+            .conversations_to_measure_count(Some(later))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        rebuild(&store, Some(later), |_| {})
+            .await
+            .unwrap()
+            .conversations,
+        0
+    );
+    let earlier = secs(now_ms(), -3600);
+    assert_eq!(
+        store
+            .conversations_to_measure_count(Some(earlier))
+            .await
+            .unwrap(),
+        5
+    );
+});

@@ -3,6 +3,7 @@
 mod channel;
 mod dead_letter;
 mod migrate;
+mod reports;
 mod run;
 mod user;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Manage channels.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
+    /// Maintain the reports' figures.
+    #[command(subcommand)]
+    Reports(reports::ReportsCommand),
     /// Inspect inputs that could not be stored.
     #[command(subcommand)]
     DeadLetter(dead_letter::DeadLetterCommand),
@@ -69,6 +73,7 @@ impl Cli {
             Command::User(command) => user::execute(&config, command).await,
             Command::Channel(command) => channel::execute(&config, command).await,
             Command::DeadLetter(command) => dead_letter::execute(&config, command).await,
+            Command::Reports(command) => reports::execute(&config, command).await,
             #[cfg(feature = "bench")]
             Command::Bench(command) => inbox_bench::execute(&config, command).await,
         }

@@ -103,22 +103,8 @@ impl Drop for PgDatabase {
             eprintln!("e2e: test failed; database {name} kept for inspection");
             return;
         }
-        // Drop runs inside the test's runtime: drop the database from a thread of its own.
-        let scratch = self.scratch.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime
-                .block_on(scratch.drop_database())
-                .map_err(|e| e.to_string())
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("e2e: cannot drop database {name}: {e}"),
-            Err(_) => eprintln!("e2e: dropping database {name} panicked"),
+        if let Err(e) = self.scratch.drop_from_any_thread() {
+            eprintln!("e2e: cannot drop database {name}: {e}");
         }
     }
 }
@@ -526,6 +512,35 @@ impl StoppedApp {
         Store::open(&config.store())
             .await
             .unwrap_or_else(|e| panic!("cannot open the store of the stopped app: {e}"))
+    }
+
+    /// Runs the built `inbox` binary (`INBOX_BIN`) with `args` on the stopped application's data
+    /// (its data dir, and its database on PostgreSQL).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let bin = std::env::var_os(kafka::BIN_ENV)
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "INBOX_BIN is not set: this test runs the built `inbox` binary (cargo build \
+                     --bin inbox; then INBOX_BIN=$CARGO_TARGET_DIR/debug/inbox; tests/run sets it)"
+                )
+            });
+        let config = self.data.config();
+        let mut command = std::process::Command::new(&bin);
+        command
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .args(args)
+            .env_remove("INBOX_CONFIG")
+            .env_remove("INBOX_KAFKA_BROKERS")
+            .env_remove("INBOX_DATABASE_URL")
+            .env("INBOX_LOG", "warn");
+        if let Some(url) = &config.database_url {
+            command.env("INBOX_DATABASE_URL", url);
+        }
+        command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", std::path::Path::new(&bin).display()))
     }
 
     /// Starts a new application on the same data.

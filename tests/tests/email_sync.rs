@@ -19,10 +19,10 @@ use chrono::Utc;
 use inbox_app::Config;
 use inbox_core::ids::ChannelId;
 use inbox_core::store::Store;
+use inbox_core::store::test_support::ScratchDatabase;
 use inbox_e2e::mail::MailServer;
-use inbox_e2e::{Backend, both_backends, postgres_server_url, wait_until, with_database};
+use inbox_e2e::{Backend, both_backends, postgres_server_url, wait_until};
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 both_backends!(sync_reads_the_mailbox_once);
 
@@ -48,7 +48,7 @@ fn inbox_bin() -> PathBuf {
 /// Where the binary and the in-process server keep their data.
 struct Data {
     dir: tempfile::TempDir,
-    database: Option<(String, String)>,
+    database: Option<ScratchDatabase>,
 }
 
 impl Data {
@@ -59,27 +59,17 @@ impl Data {
             .unwrap();
         let database = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => {
-                let server = postgres_server_url();
-                let name = format!("inbox_e2e_{}", uuid::Uuid::now_v7().simple());
-                let mut conn = PgConnection::connect(&server)
+            Backend::Postgres => Some(
+                ScratchDatabase::create(&postgres_server_url(), "inbox_e2e")
                     .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at {server}: {e}"));
-                sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                let _ = conn.close().await;
-                Some((name, server))
-            }
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
         };
         Data { dir, database }
     }
 
     fn database_url(&self) -> Option<String> {
-        self.database
-            .as_ref()
-            .map(|(name, server)| with_database(server, name))
+        self.database.as_ref().map(|db| db.url().to_owned())
     }
 
     fn config(&self) -> Config {
@@ -139,29 +129,19 @@ impl Data {
 
 impl Drop for Data {
     fn drop(&mut self) {
-        let Some((name, server)) = self.database.take() else {
+        let Some(db) = self.database.take() else {
             return;
         };
         if std::thread::panicking() {
-            eprintln!("e2e: test failed; database {name} kept for inspection");
+            eprintln!(
+                "e2e: test failed; database {} kept for inspection",
+                db.name()
+            );
             return;
         }
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&server).await {
-                    let _ = sqlx::query(AssertSqlSafe(format!(
-                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
+        if let Err(e) = db.drop_from_any_thread() {
+            eprintln!("e2e: cannot drop database {}: {e}", db.name());
+        }
     }
 }
 

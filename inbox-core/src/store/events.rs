@@ -1,6 +1,8 @@
 //! The conversation log: every change to a conversation as a row, written with its domain event
 //! (to the event outbox) in the change's own transaction.
 
+use std::collections::HashMap;
+
 use sqlx::{FromRow, QueryBuilder};
 use uuid::Uuid;
 
@@ -33,6 +35,24 @@ pub struct NewEvent {
     pub at: i64,
 }
 
+impl TryFrom<EventRow> for ConversationEvent {
+    type Error = StoreError;
+
+    fn try_from(r: EventRow) -> StoreResult<Self> {
+        Ok(ConversationEvent {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            kind: r.kind,
+            actor_kind: r.actor_kind,
+            actor_id: r.actor_id,
+            message_id: r.message_id,
+            data: serde_json::from_str(&r.data)
+                .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+            at: from_millis(r.at),
+        })
+    }
+}
+
 impl Store {
     /// The conversation log, oldest first.
     pub async fn conversation_events(
@@ -46,25 +66,38 @@ impl Store {
         .bind(id)
         .fetch_all(pool)
         .await)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(ConversationEvent {
-                    id: r.id,
-                    conversation_id: r.conversation_id,
-                    kind: r.kind,
-                    actor_kind: r.actor_kind,
-                    actor_id: r.actor_id,
-                    message_id: r.message_id,
-                    data: serde_json::from_str(&r.data)
-                        .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
-                    at: from_millis(r.at),
-                })
-            })
-            .collect()
+        rows.into_iter().map(ConversationEvent::try_from).collect()
     }
 }
 
 impl StoreTx {
+    /// The logs of several conversations, each oldest first.
+    pub(crate) async fn logs_of(
+        &mut self,
+        ids: &[ConversationId],
+    ) -> StoreResult<HashMap<ConversationId, Vec<ConversationEvent>>> {
+        let mut logs: HashMap<ConversationId, Vec<ConversationEvent>> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let rows = on_tx!(self, conn, Db => {
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT id, conversation_id, kind, actor_kind, actor_id, message_id, data, at
+                     FROM conversation_events WHERE conversation_id IN (",
+                );
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(") ORDER BY conversation_id, at, id");
+                qb.build_query_as::<EventRow>().fetch_all(&mut *conn).await
+            })?;
+            for row in rows {
+                let event = ConversationEvent::try_from(row)?;
+                logs.entry(event.conversation_id).or_default().push(event);
+            }
+        }
+        Ok(logs)
+    }
+
     /// Appends rows to the conversation log and, in the same transaction, their events to the
     /// event outbox; returns those events.
     pub(crate) async fn insert_events(

@@ -38,6 +38,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("sqlite/0005_hardening.sql"),
     migration!("sqlite/0006_event_outbox.sql"),
     migration!("shared/0008_channel_admin.sql"),
+    migration!("shared/0009_metric_samples.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -49,6 +50,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("postgres/0006_event_outbox.sql"),
     migration!("postgres/0007_event_outbox_notify.sql"),
     migration!("shared/0008_channel_admin.sql"),
+    migration!("shared/0009_metric_samples.sql"),
 ];
 
 impl MigrationFile {

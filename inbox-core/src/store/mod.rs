@@ -19,6 +19,7 @@ mod events;
 mod funnel;
 mod merges;
 mod messages;
+mod metric_samples;
 mod migrations;
 mod outbox;
 mod paging;

@@ -103,6 +103,23 @@ impl ScratchDatabase {
         .await
     }
 
+    /// [`ScratchDatabase::drop_database`] from a thread and runtime of its own: for `Drop`
+    /// implementations, which may run inside a test's runtime and cannot wait on it.
+    pub fn drop_from_any_thread(&self) -> Result<(), String> {
+        let scratch = self.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(scratch.drop_database())
+                .map_err(|e| e.to_string())
+        })
+        .join()
+        .map_err(|_| "dropping the database panicked".to_owned())?
+    }
+
     async fn on_server(&self, statement: &str) -> Result<(), ScratchError> {
         let url = &self.server_url;
         let mut conn =
