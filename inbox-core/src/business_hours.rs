@@ -271,34 +271,33 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn weekdays(tz: &str, span: &str) -> BusinessHours {
-        let day = vec![span.to_owned()];
-        BusinessHours::try_from(&ScheduleConfig {
+    /// Open `span` on the weekdays `days` (0 is Monday).
+    fn open_on(tz: &str, days: std::ops::Range<usize>, span: &str) -> BusinessHours {
+        let mut config = ScheduleConfig {
             time_zone: tz.to_owned(),
-            monday: day.clone(),
-            tuesday: day.clone(),
-            wednesday: day.clone(),
-            thursday: day.clone(),
-            friday: day,
             ..ScheduleConfig::default()
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let week = [
+            &mut config.monday,
+            &mut config.tuesday,
+            &mut config.wednesday,
+            &mut config.thursday,
+            &mut config.friday,
+            &mut config.saturday,
+            &mut config.sunday,
+        ];
+        for day in week.into_iter().skip(days.start).take(days.len()) {
+            day.push(span.to_owned());
+        }
+        BusinessHours::try_from(&config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn weekdays(tz: &str, span: &str) -> BusinessHours {
+        open_on(tz, 0..5, span)
     }
 
     fn every_day(tz: &str, span: &str) -> BusinessHours {
-        let day = vec![span.to_owned()];
-        BusinessHours::try_from(&ScheduleConfig {
-            time_zone: tz.to_owned(),
-            monday: day.clone(),
-            tuesday: day.clone(),
-            wednesday: day.clone(),
-            thursday: day.clone(),
-            friday: day.clone(),
-            saturday: day.clone(),
-            sunday: day,
-            ..ScheduleConfig::default()
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
+        open_on(tz, 0..7, span)
     }
 
     #[test]

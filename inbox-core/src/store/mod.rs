@@ -1,9 +1,13 @@
 //! The Store port: everything the inbox keeps, on SQLite (embedded default) or PostgreSQL.
 //!
-//! Both backends share one set of SQL statements (`$n` placeholders, `ON CONFLICT`, `RETURNING` and
-//! row values work in both); the backend modules hold what differs: connection options, migrations,
-//! how a write transaction begins and row locking. Each method body is written once and expanded for
-//! both concrete sqlx drivers by [`on_pool!`] / [`on_tx!`], so no query is kept twice.
+//! One file per entity (channels, agents, conversations, messages, …; `funnel.rs` holds the
+//! ingest funnel's bulk statements). Both backends share one set of SQL statements (`$n`
+//! placeholders, `ON CONFLICT`, `RETURNING` and row values work in both); what differs is in the
+//! backend's own file: `sqlite.rs` / `postgres.rs` (connection options, how a write transaction
+//! begins, row and advisory locks) and `search/{sqlite,postgres}.rs` (full-text search). Each
+//! method body is written once and expanded for both concrete sqlx drivers by [`on_pool!`] /
+//! [`on_tx!`], so no query is kept twice. Which backend a [`Store`] is stays private to this
+//! module (tests and benches that need a raw pool use `test_support`).
 
 mod agents;
 mod canned;
