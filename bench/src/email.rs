@@ -10,6 +10,8 @@ use inbox_connectors::email::parse::parse_email;
 use inbox_connectors::email::sample::{mail_with_attachment, noise, read_corpus};
 use inbox_core::ids::ChannelId;
 
+use crate::ms;
+
 #[derive(Debug, Args)]
 pub struct EmailArgs {
     /// Passes over the corpus.
@@ -101,10 +103,6 @@ pub fn run(args: &EmailArgs) -> anyhow::Result<()> {
         each * 1e3
     );
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 #[cfg(test)]
