@@ -16,4 +16,3 @@ CREATE TABLE metric_samples (
     PRIMARY KEY (conversation_id, seq)
 );
 CREATE INDEX metric_samples_by_time ON metric_samples (metric, ended_at);
-CREATE INDEX conversation_events_at ON conversation_events (at);

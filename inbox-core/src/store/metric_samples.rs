@@ -76,7 +76,9 @@ impl Store {
         })?)
     }
 
-    /// How many conversations a rebuild from `since` goes through.
+    /// How many conversations a rebuild from `since` goes through (for its progress bar). With
+    /// `since` it reads the log's times without an index: a maintenance command may, the ingest
+    /// path should not pay for one more index on every log row.
     pub async fn conversations_to_measure_count(
         &self,
         since: Option<DateTime<Utc>>,
