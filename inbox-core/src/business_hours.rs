@@ -261,6 +261,47 @@ impl ScheduleHistory {
     }
 }
 
+/// One stored schedule change: for the default (no channel) or one channel, from `effective` on.
+/// `hours: None` is "no schedule" for the default (calendar time) and "the default again" for a
+/// channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleChange<C> {
+    pub channel: Option<C>,
+    pub effective: DateTime<Utc>,
+    pub hours: Option<BusinessHours>,
+}
+
+/// The schedules of every channel: the default's changes and each channel's own, composed per
+/// channel into the [`ScheduleHistory`] its figures are measured with.
+#[derive(Debug, Clone)]
+pub struct Schedules<C> {
+    changes: Vec<ScheduleChange<C>>,
+}
+
+impl<C: PartialEq> Schedules<C> {
+    pub fn new(mut changes: Vec<ScheduleChange<C>>) -> Self {
+        changes.sort_by_key(|c| c.effective);
+        Schedules { changes }
+    }
+
+    /// What applies to `channel` over time: from each change of the default or of the channel
+    /// on, the channel's own schedule if it has one then, else the default's.
+    pub fn history(&self, channel: &C) -> ScheduleHistory {
+        let mut history = ScheduleHistory::calendar();
+        let mut default: Option<&BusinessHours> = None;
+        let mut own: Option<&BusinessHours> = None;
+        for change in &self.changes {
+            match &change.channel {
+                None => default = change.hours.as_ref(),
+                Some(c) if c == channel => own = change.hours.as_ref(),
+                Some(_) => continue,
+            }
+            history.change(change.effective, own.or(default).cloned());
+        }
+        history
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +478,54 @@ mod tests {
         assert_eq!(
             history.seconds_between(from, utc("2026-01-13T00:00:00Z")),
             24 * 3600
+        );
+    }
+
+    #[test]
+    fn a_channel_follows_the_default_until_it_has_its_own_schedule() {
+        let day = |d: &str| utc(&format!("{d}T00:00:00Z"));
+        let schedules = Schedules::new(vec![
+            ScheduleChange {
+                channel: None,
+                effective: day("2026-01-12"),
+                hours: Some(weekdays("UTC", "09:00-17:00")),
+            },
+            ScheduleChange {
+                channel: Some("support"),
+                effective: day("2026-01-13"),
+                hours: Some(every_day("UTC", "00:00-24:00")),
+            },
+            ScheduleChange {
+                channel: Some("support"),
+                effective: day("2026-01-14"),
+                hours: None,
+            },
+        ]);
+        let support = schedules.history(&"support");
+        let other = schedules.history(&"sales");
+        // Before any schedule: calendar time, for both.
+        assert_eq!(
+            support.seconds_between(day("2026-01-11"), day("2026-01-12")),
+            86_400
+        );
+        // The default's office hours on Monday; the channel's own 24 h on Tuesday; the default
+        // again on Wednesday.
+        assert_eq!(
+            support.seconds_between(day("2026-01-12"), day("2026-01-13")),
+            8 * 3600
+        );
+        assert_eq!(
+            support.seconds_between(day("2026-01-13"), day("2026-01-14")),
+            86_400
+        );
+        assert_eq!(
+            support.seconds_between(day("2026-01-14"), day("2026-01-15")),
+            8 * 3600
+        );
+        // Another channel never sees the support channel's schedule.
+        assert_eq!(
+            other.seconds_between(day("2026-01-13"), day("2026-01-14")),
+            8 * 3600
         );
     }
 }

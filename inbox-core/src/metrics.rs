@@ -356,6 +356,21 @@ pub fn timeline(log: &[ConversationEvent]) -> Vec<Entry> {
     rows.into_iter().filter_map(entry_of).collect()
 }
 
+/// Whether the metrics read log rows of this kind at all (others are assignments, labels, …).
+pub fn reads_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "opened"
+            | "message_received"
+            | "replied"
+            | "noted"
+            | "status_changed"
+            | "reopened"
+            | "resolved"
+            | "snoozed"
+    )
+}
+
 /// What one log row is to the metrics (`None`: nothing, an assignment or a label, say).
 fn entry_of(row: &ConversationEvent) -> Option<Entry> {
     let happening = match row.kind.as_str() {

@@ -160,3 +160,121 @@ contract!(rebuild_stores_what_the_log_measures, |store| async move {
         5
     );
 });
+
+/// Each conversation's stored samples, in order.
+async fn stored_samples(
+    store: &inbox_core::store::Store,
+    conversations: &[inbox_core::ids::ConversationId],
+) -> Vec<Vec<inbox_core::metrics::Sample>> {
+    let mut all = Vec::new();
+    for conversation in conversations {
+        all.push(store.metric_samples(*conversation).await.unwrap());
+    }
+    all
+}
+
+contract!(
+    the_samples_kept_with_each_change_equal_a_rebuild,
+    |store| async move {
+        let channel = webhook_channel(&store).await;
+        let agent = new_agent(&store, "ada@example.com").await;
+        // Office hours for every channel, from before anything happened: business time differs
+        // from calendar time, and both are kept incrementally.
+        let office: inbox_core::business_hours::ScheduleConfig =
+            serde_json::from_value(serde_json::json!({
+                "time_zone": "Europe/Berlin",
+                "monday": ["09:00-17:00"], "tuesday": ["09:00-17:00"],
+                "wednesday": ["09:00-17:00"], "thursday": ["09:00-17:00"],
+                "friday": ["09:00-17:00"]
+            }))
+            .unwrap();
+        store
+            .add_schedule(None, secs(now_ms(), -86_400 * 30), Some(&office), None)
+            .await
+            .unwrap();
+
+        let mut conversations = Vec::new();
+        for i in 0..4 {
+            let handle = format!("c-{i}");
+            let m = sent(
+                inbound(&channel, &format!("a-{i}"), &handle, "help"),
+                secs(now_ms(), -86_400 * 3),
+            );
+            let (_, conversation, _) = stored(&ingest_one(&store, &m).await);
+            conversations.push(conversation);
+            // A second message, then one sent before it that arrives late (out of order).
+            let later = sent(
+                inbound(&channel, &format!("b-{i}"), &handle, "anyone?"),
+                secs(now_ms(), -86_400 * 2),
+            );
+            ingest_one(&store, &later).await;
+            if i % 2 == 0 {
+                let late = sent(
+                    inbound(&channel, &format!("c-{i}"), &handle, "(sent first)"),
+                    secs(now_ms(), -86_400 * 4),
+                );
+                ingest_one(&store, &late).await;
+            }
+            actions::post_message(&store, conversation, &agent, "a note", true, &[])
+                .await
+                .unwrap();
+            if i != 3 {
+                actions::post_message(&store, conversation, &agent, "on it", false, &[])
+                    .await
+                    .unwrap();
+                set_status(&store, conversation, &agent, ConversationStatus::Pending).await;
+                set_status(&store, conversation, &agent, ConversationStatus::Resolved).await;
+            }
+            if i == 1 {
+                // Reopened by the customer: a second cycle, answered. (Apart in time from the
+                // resolution and the reply, which the log orders by time.)
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let again = sent(
+                    inbound(&channel, &format!("d-{i}"), &handle, "one more thing"),
+                    now_ms(),
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                ingest_one(&store, &again).await;
+                actions::post_message(&store, conversation, &agent, "sure", false, &[])
+                    .await
+                    .unwrap();
+            }
+        }
+
+        let incremental = stored_samples(&store, &conversations).await;
+        let schedules = store.schedules().await.unwrap();
+        for (conversation, samples) in conversations.iter().zip(&incremental) {
+            let log = store.conversation_events(*conversation).await.unwrap();
+            let expected = measure(&timeline(&log), &schedules.history(&channel.id));
+            assert_eq!(samples, &expected, "{conversation}");
+        }
+        // Business time counted, not calendar time, for a wait across a weekend or a night.
+        assert!(
+            incremental
+                .iter()
+                .flatten()
+                .any(|s| s.business_s < s.calendar_s),
+            "{incremental:?}"
+        );
+        // The reopened conversation has both cycles' replies.
+        assert_eq!(
+            incremental[1]
+                .iter()
+                .filter(|s| s.metric == Metric::FirstReply)
+                .count(),
+            2
+        );
+
+        rebuild(&store, None, |_| {}).await.unwrap();
+        assert_eq!(stored_samples(&store, &conversations).await, incremental);
+
+        // Changes after a rebuild read on from where it left off.
+        actions::post_message(&store, conversations[3], &agent, "found it", false, &[])
+            .await
+            .unwrap();
+        let after = stored_samples(&store, &conversations).await;
+        rebuild(&store, None, |_| {}).await.unwrap();
+        assert_eq!(stored_samples(&store, &conversations).await, after);
+        assert!(after[3].len() > incremental[3].len());
+    }
+);

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{CHUNK, LogRow, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
 use crate::envelope::DomainEvent;
 use crate::ids::{AgentId, ContactId, ConversationId, MessageId};
+use crate::metrics;
 use crate::model::{Actor, ConversationEvent, EventKind, from_millis};
 
 #[derive(FromRow)]
@@ -126,7 +127,7 @@ impl StoreTx {
         }
         let stream: Vec<DomainEvent> = events
             .iter()
-            .zip(ids)
+            .zip(ids.iter().copied())
             .map(|(e, id)| {
                 LogRow {
                     id,
@@ -141,6 +142,22 @@ impl StoreTx {
                 .event()
             })
             .collect();
+        self.appended.extend(
+            events
+                .iter()
+                .zip(&ids)
+                .filter(|(e, _)| metrics::reads_kind(e.kind.as_str()))
+                .map(|(e, id)| ConversationEvent {
+                    id: id.to_string(),
+                    conversation_id: e.conversation_id,
+                    kind: e.kind.as_str().to_owned(),
+                    actor_kind: e.actor.kind().to_owned(),
+                    actor_id: e.actor.id(),
+                    message_id: e.message_id,
+                    data: e.data.clone(),
+                    at: from_millis(e.at),
+                }),
+        );
         self.insert_stream_events(&stream).await?;
         Ok(stream)
     }
@@ -176,6 +193,19 @@ impl StoreTx {
                 .event()
             })
             .collect();
+        if metrics::reads_kind(kind) {
+            self.appended
+                .extend(rows.iter().map(|(conversation, id)| ConversationEvent {
+                    id: id.to_string(),
+                    conversation_id: *conversation,
+                    kind: kind.to_owned(),
+                    actor_kind: "agent".to_owned(),
+                    actor_id: Some(agent.to_string()),
+                    message_id: None,
+                    data: data.clone(),
+                    at: from_millis(at),
+                }));
+        }
         let data = data.to_string();
         for chunk in rows.chunks(CHUNK) {
             on_tx!(self, conn, Db => {

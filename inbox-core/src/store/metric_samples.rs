@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, QueryBuilder};
 
-use super::{CHUNK, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use super::{CHUNK, RowLock, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
 use crate::ids::{AgentId, ChannelId, ConversationId};
-use crate::metrics::{Metric, Sample};
+use crate::metrics::{Metric, MetricsState, Sample};
 use crate::model::{from_millis, to_millis};
 
 #[derive(FromRow)]
@@ -98,40 +98,167 @@ impl Store {
     }
 }
 
+/// Where a conversation's log has been read to by the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadState {
+    pub state: MetricsState,
+    /// The last log row read, by (time in ms, id): the order the timeline sorts by.
+    pub last: (i64, String),
+    pub next_seq: i64,
+}
+
+/// A conversation the metrics are about to read, with its channel and how far they have.
+pub(crate) struct Measured {
+    pub id: ConversationId,
+    pub channel_id: ChannelId,
+    pub read: Option<ReadState>,
+}
+
+#[derive(FromRow)]
+struct MeasuredRow {
+    id: ConversationId,
+    channel_id: ChannelId,
+    state: Option<String>,
+    last_at: Option<i64>,
+    last_id: Option<String>,
+    next_seq: Option<i64>,
+}
+
+impl TryFrom<MeasuredRow> for Measured {
+    type Error = StoreError;
+
+    fn try_from(r: MeasuredRow) -> StoreResult<Self> {
+        let read = match (r.state, r.last_at, r.last_id, r.next_seq) {
+            (Some(state), Some(at), Some(id), Some(next_seq)) => Some(ReadState {
+                state: serde_json::from_str(&state)
+                    .map_err(|e| StoreError::Corrupt(format!("metric state: {e}")))?,
+                last: (at, id),
+                next_seq,
+            }),
+            _ => None,
+        };
+        Ok(Measured {
+            id: r.id,
+            channel_id: r.channel_id,
+            read,
+        })
+    }
+}
+
+/// A sample with its place among its conversation's samples.
+pub(crate) struct NumberedSample {
+    pub conversation: ConversationId,
+    pub channel: ChannelId,
+    pub seq: i64,
+    pub sample: Sample,
+}
+
 impl StoreTx {
-    /// Replaces a conversation's samples.
-    pub(crate) async fn replace_metric_samples(
+    /// The conversations (locked for this transaction) with how far their logs have been read.
+    pub(crate) async fn measured(&mut self, ids: &[ConversationId]) -> StoreResult<Vec<Measured>> {
+        let lock = self.row_lock(RowLock::NoKeyUpdate);
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let rows = on_tx!(self, conn, Db => {
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT c.id, c.channel_id, s.state, s.last_at, s.last_id, s.next_seq
+                     FROM conversations c LEFT JOIN metric_states s ON s.conversation_id = c.id
+                     WHERE c.id IN (",
+                );
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(") ORDER BY c.id");
+                qb.push(lock);
+                qb.build_query_as::<MeasuredRow>().fetch_all(&mut *conn).await
+            })?;
+            for row in rows {
+                found.push(Measured::try_from(row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Drops the samples of some conversations (before they are measured again from scratch).
+    pub(crate) async fn delete_metric_samples(
         &mut self,
-        conversation: ConversationId,
-        channel: ChannelId,
-        samples: &[Sample],
+        ids: &[ConversationId],
     ) -> StoreResult<()> {
-        on_tx!(self, conn, Db => sqlx::query::<Db>(
-            "DELETE FROM metric_samples WHERE conversation_id = $1",
-        )
-        .bind(conversation)
-        .execute(&mut *conn)
-        .await
-        .map(|r| r.rows_affected()))?;
-        let numbered: Vec<(i64, &Sample)> = (0_i64..).zip(samples).collect();
-        for chunk in numbered.chunks(CHUNK) {
+        for chunk in ids.chunks(CHUNK) {
+            on_tx!(self, conn, Db => {
+                let mut qb =
+                    QueryBuilder::<Db>::new("DELETE FROM metric_samples WHERE conversation_id IN (");
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn insert_metric_samples(
+        &mut self,
+        samples: &[NumberedSample],
+    ) -> StoreResult<()> {
+        for chunk in samples.chunks(CHUNK) {
             on_tx!(self, conn, Db => {
                 let mut qb = QueryBuilder::<Db>::new(
                     "INSERT INTO metric_samples (conversation_id, seq, metric, cycle, channel_id,
                          agent_id, started_at, ended_at, calendar_s, business_s) ",
                 );
-                qb.push_values(chunk, |mut row, (seq, s)| {
-                    row.push_bind(conversation)
-                        .push_bind(*seq)
+                qb.push_values(chunk, |mut row, n| {
+                    let s = &n.sample;
+                    row.push_bind(n.conversation)
+                        .push_bind(n.seq)
                         .push_bind(s.metric.id())
                         .push_bind(i64::from(s.cycle))
-                        .push_bind(channel)
+                        .push_bind(n.channel)
                         .push_bind(s.agent)
                         .push_bind(to_millis(s.started_at))
                         .push_bind(to_millis(s.ended_at))
                         .push_bind(s.calendar_s)
                         .push_bind(s.business_s);
                 });
+                qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Stores how far each conversation's log has been read.
+    pub(crate) async fn upsert_read_states(
+        &mut self,
+        states: &[(ConversationId, &ReadState)],
+    ) -> StoreResult<()> {
+        let encoded = states
+            .iter()
+            .map(|(id, read)| {
+                serde_json::to_string(&read.state)
+                    .map(|json| (*id, json, *read))
+                    .map_err(|e| StoreError::Corrupt(format!("metric state: {e}")))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        for chunk in encoded.chunks(CHUNK) {
+            on_tx!(self, conn, Db => {
+                let mut qb = QueryBuilder::<Db>::new(
+                    "INSERT INTO metric_states (conversation_id, state, last_at, last_id, next_seq) ",
+                );
+                qb.push_values(chunk, |mut row, (id, json, read)| {
+                    row.push_bind(*id)
+                        .push_bind(json.clone())
+                        .push_bind(read.last.0)
+                        .push_bind(read.last.1.clone())
+                        .push_bind(read.next_seq);
+                });
+                qb.push(
+                    " ON CONFLICT (conversation_id) DO UPDATE SET state = excluded.state,
+                       last_at = excluded.last_at, last_id = excluded.last_id,
+                       next_seq = excluded.next_seq",
+                );
                 qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
             })?;
         }

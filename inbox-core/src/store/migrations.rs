@@ -39,6 +39,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("sqlite/0006_event_outbox.sql"),
     migration!("shared/0008_channel_admin.sql"),
     migration!("shared/0009_metric_samples.sql"),
+    migration!("shared/0010_metric_state_business_hours.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -51,6 +52,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("postgres/0007_event_outbox_notify.sql"),
     migration!("shared/0008_channel_admin.sql"),
     migration!("shared/0009_metric_samples.sql"),
+    migration!("shared/0010_metric_state_business_hours.sql"),
 ];
 
 impl MigrationFile {

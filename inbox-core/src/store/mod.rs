@@ -28,6 +28,7 @@ mod migrations;
 mod outbox;
 mod paging;
 mod postgres;
+mod schedules;
 mod search;
 mod sessions;
 mod sqlite;
@@ -56,8 +57,10 @@ pub use events::NewEvent;
 pub use funnel::KnownExternalId;
 pub use merges::{ContactMerge, FilledField, MergeId};
 pub use messages::{MessagePage, NewMessage};
+pub(crate) use metric_samples::{Measured, NumberedSample, ReadState};
 pub use outbox::OutboxEntry;
 pub use paging::PageCursor;
+pub use schedules::ScheduleEntry;
 pub use search::{SearchHit, SearchPage};
 pub use sessions::{MAX_USER_AGENT, Session, SessionInfo, SessionOrigin};
 
@@ -157,6 +160,9 @@ enum Backend {
 #[derive(Debug)]
 pub struct StoreTx {
     tx: TxBackend,
+    /// Log rows this transaction appended that the metrics read: measured at commit, in the
+    /// transaction, so the stored figures never lag the log.
+    appended: Vec<crate::model::ConversationEvent>,
 }
 
 #[derive(Debug)]
@@ -250,7 +256,10 @@ impl Store {
             Backend::Sqlite(pool) => TxBackend::Sqlite(sqlite::begin(pool).await?),
             Backend::Postgres(pool) => TxBackend::Postgres(pool.begin().await?),
         };
-        Ok(StoreTx { tx })
+        Ok(StoreTx {
+            tx,
+            appended: Vec::new(),
+        })
     }
 
     /// True when the database answers.
@@ -355,7 +364,9 @@ enum RowLock {
 }
 
 impl StoreTx {
-    pub async fn commit(self) -> StoreResult<()> {
+    pub async fn commit(mut self) -> StoreResult<()> {
+        let appended = std::mem::take(&mut self.appended);
+        crate::reports::measure_appended(&mut self, appended).await?;
         match self.tx {
             TxBackend::Sqlite(tx) => tx.commit().await?,
             TxBackend::Postgres(tx) => tx.commit().await?,

@@ -1,11 +1,10 @@
-//! Reports' maintenance: `inbox reports rebuild` recomputes every conversation's response-time
-//! samples from its log (docs/metrics.md), page by page, each page in one transaction that locks
-//! its conversations, so a change arriving meanwhile waits and is not lost.
+//! `inbox reports rebuild`: recomputes every conversation's response-time samples from its log
+//! (docs/metrics.md), page by page, each page in one transaction that locks its conversations, so
+//! a change arriving meanwhile waits and is not lost.
 
 use chrono::{DateTime, Utc};
 
-use crate::business_hours::ScheduleHistory;
-use crate::metrics::{measure, timeline};
+use super::measure::{measure_from_log, write};
 use crate::store::{Store, StoreResult};
 
 /// Conversations per rebuild transaction.
@@ -33,18 +32,14 @@ pub async fn rebuild(
             return Ok(done);
         };
         let mut tx = store.begin().await?;
-        let conversations = tx.conversations_by_ids(&ids).await?;
-        let mut logs = tx.logs_of(&ids).await?;
-        for conversation in &conversations {
-            let log = logs.remove(&conversation.id).unwrap_or_default();
-            // Schedules per channel come with their configuration; until then calendar time.
-            let samples = measure(&timeline(&log), &ScheduleHistory::calendar());
-            tx.replace_metric_samples(conversation.id, conversation.channel_id, &samples)
-                .await?;
-            done.samples += samples.len() as u64;
-        }
+        let conversations = tx.measured(&ids).await?;
+        let schedules = tx.schedules().await?;
+        let (samples, states) = measure_from_log(&mut tx, &conversations, &schedules).await?;
+        let measured: Vec<_> = conversations.iter().map(|c| c.id).collect();
+        write(&mut tx, &measured, &samples, &states).await?;
         tx.commit().await?;
         done.conversations += conversations.len() as u64;
+        done.samples += samples.len() as u64;
         progress(done.conversations);
         after = Some(last);
     }
