@@ -72,7 +72,7 @@ impl fmt::Display for Span {
 
 /// A schedule as configured (and stored): `{"time_zone": "Europe/Berlin", "monday":
 /// ["09:00-17:00"], …, "holidays": ["2026-12-25"]}`. A day left out is closed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// IANA time zone the opening times are in, e.g. `Europe/Berlin`.

@@ -126,7 +126,8 @@ pub struct Sample {
     pub ended_at: DateTime<Utc>,
     pub calendar_s: i64,
     pub business_s: i64,
-    /// The agent whose reply ended it (reply metrics).
+    /// The agent whose reply ended it (reply metrics); for the others, the agent who last
+    /// replied in the cycle (the one a resolution is credited to), if any.
     pub agent: Option<AgentId>,
 }
 
@@ -164,6 +165,9 @@ pub struct MetricsState {
     waiting_since: Option<DateTime<Utc>>,
     requester_wait: Sum,
     agent_wait: Sum,
+    /// The agent who last replied in the cycle: the one its resolution is credited to.
+    #[serde(default)]
+    last_agent: Option<AgentId>,
 }
 
 /// The samples of one conversation's whole timeline (oldest first; entries at the same time keep
@@ -237,6 +241,7 @@ impl Reader<'_> {
     }
 
     fn reply(&mut self, at: DateTime<Utc>, agent: AgentId) {
+        self.state.last_agent = Some(agent);
         let Some(since) = self.state.waiting_since.take() else {
             // Nobody was waiting: the agent wrote first, or wrote again.
             return;
@@ -290,11 +295,12 @@ impl Reader<'_> {
 
     fn resolve(&mut self, at: DateTime<Utc>) {
         let cycle_start = self.state.cycle_start.unwrap_or(at);
-        self.push(Metric::Resolution, cycle_start, at, None);
+        let credited = self.state.last_agent;
+        self.push(Metric::Resolution, cycle_start, at, credited);
         if !self.state.resolved_once {
             self.state.resolved_once = true;
             let opened = self.state.opened_at.unwrap_or(cycle_start);
-            self.push(Metric::FirstResolution, opened, at, None);
+            self.push(Metric::FirstResolution, opened, at, credited);
         }
         let (requester, agent) = (self.state.requester_wait, self.state.agent_wait);
         self.push_sum(Metric::RequesterWait, requester, at);
@@ -343,7 +349,7 @@ impl Reader<'_> {
             ended_at: at,
             calendar_s: sum.calendar_s,
             business_s: sum.business_s,
-            agent: None,
+            agent: self.state.last_agent,
         });
     }
 }
@@ -397,7 +403,7 @@ fn entry_of(row: &ConversationEvent) -> Option<Entry> {
 }
 
 /// Count, mean and exact percentiles of some durations (seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub count: usize,
     pub mean_s: f64,

@@ -217,6 +217,28 @@ fn table() -> Vec<Row> {
             Json("{}"),
             [401, 403, 404],
         ),
+        // Reports for every agent; business hours read by all, changed by admins.
+        Row("GET", "/api/v1/reports/response-times", None, API),
+        Row("GET", "/api/v1/reports/volume?format=csv", None, API),
+        Row("GET", "/api/v1/business-hours", None, API),
+        Row(
+            "PUT",
+            "/api/v1/business-hours",
+            Json(r#"{"schedule":null}"#),
+            [401, 403, 201],
+        ),
+        Row(
+            "GET",
+            "/api/v1/channels/{channel}/business-hours",
+            None,
+            API,
+        ),
+        Row(
+            "PUT",
+            "/api/v1/channels/{channel}/business-hours",
+            Json(r#"{"schedule":null}"#),
+            [401, 403, 201],
+        ),
         // Search, contacts, canned replies.
         Row("GET", "/search?q=order", None, PAGE),
         Row("GET", "/contacts/{contact}", None, PAGE),

@@ -25,3 +25,6 @@ CREATE TABLE business_hours (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX business_hours_by_channel ON business_hours (channel_id, effective_at);
+
+-- Reports count the conversations opened per day.
+CREATE INDEX conversations_created ON conversations (created_at);

@@ -2,7 +2,11 @@
 //! appends to it), their rebuild from the log, and the queries reports answer from them.
 
 mod measure;
+mod query;
 mod rebuild;
 
 pub(crate) use measure::measure_appended;
+pub use query::{
+    Group, GroupBy, Hours, MAX_DAYS, Range, Report, ReportQuery, VolumeDay, response_times, volume,
+};
 pub use rebuild::{Rebuilt, rebuild};

@@ -98,6 +98,106 @@ impl Store {
     }
 }
 
+/// Which samples a report reads: one metric, ended in `[from, to)`, optionally of one channel,
+/// agent or label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleFilter {
+    pub metric: Metric,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub business: bool,
+    pub channel: Option<ChannelId>,
+    pub agent: Option<AgentId>,
+    pub label: Option<String>,
+    /// One row per label of the sample's conversation (none for an unlabelled one).
+    pub per_label: bool,
+}
+
+/// One sample as a report reads it: the duration asked for and what it is grouped by.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ReportSample {
+    pub ended_at: i64,
+    pub channel_id: ChannelId,
+    pub agent_id: Option<AgentId>,
+    pub label: Option<String>,
+    pub seconds: i64,
+    /// Which sample it is, when rows repeat per label (else `None`).
+    pub conversation_id: Option<ConversationId>,
+    pub seq: i64,
+}
+
+impl Store {
+    /// The samples a report summarises (index on metric and end time).
+    pub async fn report_samples(&self, filter: &SampleFilter) -> StoreResult<Vec<ReportSample>> {
+        let value = if filter.business {
+            "s.business_s"
+        } else {
+            "s.calendar_s"
+        };
+        // Rows repeated per label say which sample they are, so it is counted once overall.
+        let (label, which) = if filter.per_label {
+            ("l.label", "s.conversation_id, s.seq")
+        } else {
+            (
+                "CAST(NULL AS TEXT)",
+                "CAST(NULL AS TEXT) AS conversation_id, CAST(0 AS BIGINT) AS seq",
+            )
+        };
+        Ok(on_pool!(self, pool, Db => {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "SELECT s.ended_at, s.channel_id, s.agent_id, {label} AS label, {value} AS seconds,
+                     {which}
+                 FROM metric_samples s"
+            ));
+            if filter.per_label {
+                qb.push(" JOIN conversation_labels l ON l.conversation_id = s.conversation_id");
+            }
+            qb.push(" WHERE s.metric = ")
+                .push_bind(filter.metric.id())
+                .push(" AND s.ended_at >= ")
+                .push_bind(to_millis(filter.from))
+                .push(" AND s.ended_at < ")
+                .push_bind(to_millis(filter.to));
+            if let Some(channel) = filter.channel {
+                qb.push(" AND s.channel_id = ").push_bind(channel);
+            }
+            if let Some(agent) = filter.agent {
+                qb.push(" AND s.agent_id = ").push_bind(agent);
+            }
+            if let Some(label) = &filter.label {
+                qb.push(
+                    " AND s.conversation_id IN
+                       (SELECT conversation_id FROM conversation_labels WHERE label = ",
+                )
+                .push_bind(label.clone())
+                .push(")");
+            }
+            qb.build_query_as::<ReportSample>().fetch_all(pool).await
+        })?)
+    }
+
+    /// When each conversation in `[from, to)` was opened (of one channel, if given).
+    pub async fn conversations_opened(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        channel: Option<ChannelId>,
+    ) -> StoreResult<Vec<i64>> {
+        Ok(on_pool!(self, pool, Db => {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT created_at FROM conversations WHERE created_at >= ",
+            );
+            qb.push_bind(to_millis(from))
+                .push(" AND created_at < ")
+                .push_bind(to_millis(to));
+            if let Some(channel) = channel {
+                qb.push(" AND channel_id = ").push_bind(channel);
+            }
+            qb.build_query_scalar::<i64>().fetch_all(pool).await
+        })?)
+    }
+}
+
 /// Where a conversation's log has been read to by the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ReadState {

@@ -58,6 +58,7 @@ pub use funnel::KnownExternalId;
 pub use merges::{ContactMerge, FilledField, MergeId};
 pub use messages::{MessagePage, NewMessage};
 pub(crate) use metric_samples::{Measured, NumberedSample, ReadState};
+pub use metric_samples::{ReportSample, SampleFilter};
 pub use outbox::OutboxEntry;
 pub use paging::PageCursor;
 pub use schedules::ScheduleEntry;

@@ -219,7 +219,7 @@ pub async fn create_channel(
     })
 }
 
-async fn channel_of(state: &WebState, raw_id: &str) -> Result<Channel, ApiError> {
+pub(super) async fn channel_of(state: &WebState, raw_id: &str) -> Result<Channel, ApiError> {
     let id: ChannelId = parse_id(raw_id, "channel")?;
     state
         .store

@@ -2,6 +2,7 @@
 
 pub(crate) mod attachments;
 pub mod auth;
+mod business_hours;
 pub(crate) mod channels;
 pub mod client_addr;
 mod contacts;
@@ -10,6 +11,7 @@ pub(crate) mod dead_letters;
 pub mod device_cookie;
 mod error;
 mod openapi;
+pub(crate) mod reports;
 pub mod route_table;
 mod search;
 pub mod sign_in_limits;
@@ -53,6 +55,8 @@ fn api_routes() -> RouteTable<WebState> {
         .merge(search::routes())
         .merge(channels::routes())
         .merge(dead_letters::routes())
+        .merge(reports::routes())
+        .merge(business_hours::routes())
         .merge(openapi::routes())
 }
 

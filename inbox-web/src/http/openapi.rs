@@ -96,6 +96,12 @@ impl Modify for BearerScheme {
         super::dead_letters::list,
         super::dead_letters::replay,
         super::dead_letters::discard,
+        super::reports::response_times,
+        super::reports::volume,
+        super::business_hours::show_default,
+        super::business_hours::set_default,
+        super::business_hours::show_channel,
+        super::business_hours::set_channel,
     ),
     components(schemas(ErrorBody, ContactView)),
     modifiers(&BearerScheme),
@@ -107,6 +113,7 @@ impl Modify for BearerScheme {
         (name = "attachments", description = "Uploading and downloading files."),
         (name = "channels", description = "Channels and their kinds (admins only)."),
         (name = "dead letters", description = "Inputs that could not be stored: replay or discard (admins only)."),
+        (name = "reports", description = "Response times, volume and SLA attainment, from the stored samples (docs/metrics.md)."),
     )
 )]
 struct ApiDoc;

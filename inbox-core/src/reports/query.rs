@@ -1,0 +1,359 @@
+//! What reports answer, from the stored samples (never from the log): a metric's count, mean and
+//! exact percentiles per day, week, agent, channel or label; conversations opened and resolved
+//! per day. Days are local dates in the report's time zone.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::ids::{AgentId, ChannelId};
+use crate::metrics::{Metric, Summary};
+use crate::model::from_millis;
+use crate::store::{ReportSample, SampleFilter, Store, StoreError, StoreResult};
+
+/// The longest range a report covers, in days (two years and a leap day).
+pub const MAX_DAYS: i64 = 731;
+
+/// What a report's groups are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Day,
+    Week,
+    Agent,
+    Channel,
+    Label,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "day" => GroupBy::Day,
+            "week" => GroupBy::Week,
+            "agent" => GroupBy::Agent,
+            "channel" => GroupBy::Channel,
+            "label" => GroupBy::Label,
+            _ => return None,
+        })
+    }
+}
+
+/// Calendar seconds or business seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hours {
+    Calendar,
+    Business,
+}
+
+impl Hours {
+    pub fn parse(s: &str) -> Option<Hours> {
+        match s {
+            "calendar" => Some(Hours::Calendar),
+            "business" => Some(Hours::Business),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hours::Calendar => "calendar",
+            Hours::Business => "business",
+        }
+    }
+}
+
+/// Which days a report covers (both ends included) and how it reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub tz: Tz,
+}
+
+impl Range {
+    /// Fails, naming the field, when `to` is before `from` or the range is too long.
+    pub fn new(from: NaiveDate, to: NaiveDate, tz: Tz) -> StoreResult<Range> {
+        if to < from {
+            return Err(StoreError::Invalid {
+                field: "to",
+                message: "is before from".into(),
+            });
+        }
+        if (to - from).num_days() >= MAX_DAYS {
+            return Err(StoreError::Invalid {
+                field: "to",
+                message: format!("a report covers at most {MAX_DAYS} days"),
+            });
+        }
+        Ok(Range { from, to, tz })
+    }
+
+    /// The range as instants: from the first day's midnight to the midnight after the last.
+    pub fn instants(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (
+            midnight(self.tz, self.from),
+            midnight(self.tz, self.to + Days::new(1)),
+        )
+    }
+
+    /// Every day of the range.
+    pub fn days(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.from.iter_days().take_while(|d| *d <= self.to)
+    }
+
+    fn local_day(&self, ms: i64) -> NaiveDate {
+        from_millis(ms).with_timezone(&self.tz).date_naive()
+    }
+}
+
+/// The instant a local day starts (where midnight is skipped, when the clock resumes).
+fn midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
+    let local = day.and_time(chrono::NaiveTime::MIN);
+    (0..4)
+        .find_map(|h| {
+            tz.from_local_datetime(&(local + chrono::Duration::hours(h)))
+                .earliest()
+        })
+        .map_or_else(
+            || Utc.from_utc_datetime(&local),
+            |at| at.with_timezone(&Utc),
+        )
+}
+
+/// A response-time report asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportQuery {
+    pub metric: Metric,
+    pub range: Range,
+    pub group_by: GroupBy,
+    pub hours: Hours,
+    pub channel: Option<ChannelId>,
+    pub agent: Option<AgentId>,
+    pub label: Option<String>,
+}
+
+/// One group's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group {
+    /// A local date (`2026-12-01`), an ISO week (`2026-W49`), an agent or channel id (`none`:
+    /// no agent), or a label.
+    pub key: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// A report: its groups in key order, and all its samples together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub groups: Vec<Group>,
+    pub total: Option<Summary>,
+    /// Every sample's seconds, sorted (for a distribution chart).
+    #[serde(skip)]
+    pub values: Vec<i64>,
+}
+
+/// Answers a response-time report from the stored samples.
+pub async fn response_times(store: &Store, query: &ReportQuery) -> StoreResult<Report> {
+    let (from, to) = query.range.instants();
+    let samples = store
+        .report_samples(&SampleFilter {
+            metric: query.metric,
+            from,
+            to,
+            business: query.hours == Hours::Business,
+            channel: query.channel,
+            agent: query.agent,
+            label: query.label.clone(),
+            per_label: query.group_by == GroupBy::Label,
+        })
+        .await?;
+    Ok(summarise(&samples, query))
+}
+
+fn summarise(samples: &[ReportSample], query: &ReportQuery) -> Report {
+    let mut groups: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut values = Vec::with_capacity(samples.len());
+    for s in samples {
+        let key = match query.group_by {
+            GroupBy::Day => query.range.local_day(s.ended_at).to_string(),
+            GroupBy::Week => {
+                let week = query.range.local_day(s.ended_at).iso_week();
+                format!("{}-W{:02}", week.year(), week.week())
+            }
+            GroupBy::Agent => s
+                .agent_id
+                .map_or_else(|| "none".to_owned(), |a| a.to_string()),
+            GroupBy::Channel => s.channel_id.to_string(),
+            GroupBy::Label => s.label.clone().unwrap_or_default(),
+        };
+        groups.entry(key).or_default().push(s.seconds);
+        // A sample with two labels is in two groups, but counts once overall.
+        if query.group_by != GroupBy::Label {
+            values.push(s.seconds);
+        }
+    }
+    if query.group_by == GroupBy::Label {
+        values = distinct_samples(samples);
+    }
+    let total = Summary::of(&mut values);
+    Report {
+        groups: groups
+            .into_iter()
+            .filter_map(|(key, mut v)| Summary::of(&mut v).map(|summary| Group { key, summary }))
+            .collect(),
+        total,
+        values,
+    }
+}
+
+/// The seconds of each sample once, from rows repeated per label.
+fn distinct_samples(samples: &[ReportSample]) -> Vec<i64> {
+    let mut seen = std::collections::HashSet::new();
+    samples
+        .iter()
+        .filter(|s| seen.insert((s.conversation_id, s.seq)))
+        .map(|s| s.seconds)
+        .collect()
+}
+
+/// Conversations opened and resolved on one local day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct VolumeDay {
+    #[schema(value_type = String, format = Date)]
+    pub day: NaiveDate,
+    pub opened: u64,
+    pub resolved: u64,
+}
+
+/// Conversations opened and resolved per day of the range (every day, zeros included).
+pub async fn volume(
+    store: &Store,
+    range: &Range,
+    channel: Option<ChannelId>,
+) -> StoreResult<Vec<VolumeDay>> {
+    let (from, to) = range.instants();
+    let mut days: BTreeMap<NaiveDate, VolumeDay> = range
+        .days()
+        .map(|day| {
+            (
+                day,
+                VolumeDay {
+                    day,
+                    opened: 0,
+                    resolved: 0,
+                },
+            )
+        })
+        .collect();
+    for at in store.conversations_opened(from, to, channel).await? {
+        if let Some(d) = days.get_mut(&range.local_day(at)) {
+            d.opened += 1;
+        }
+    }
+    let resolutions = store
+        .report_samples(&SampleFilter {
+            metric: Metric::Resolution,
+            from,
+            to,
+            business: false,
+            channel,
+            agent: None,
+            label: None,
+            per_label: false,
+        })
+        .await?;
+    for s in resolutions {
+        if let Some(d) = days.get_mut(&range.local_day(s.ended_at)) {
+            d.resolved += 1;
+        }
+    }
+    Ok(days.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn a_range_is_local_days_in_its_time_zone() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap_or_else(|e| panic!("{e}"));
+        let range = Range::new(day("2026-03-29"), day("2026-03-29"), berlin)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (from, to) = range.instants();
+        // The day the clocks go forward is 23 hours long.
+        assert_eq!(from.to_rfc3339(), "2026-03-28T23:00:00+00:00");
+        assert_eq!((to - from).num_hours(), 23);
+        assert!(Range::new(day("2026-03-29"), day("2026-03-28"), berlin).is_err());
+        assert!(Range::new(day("2024-01-01"), day("2026-01-02"), berlin).is_err());
+    }
+
+    #[test]
+    fn groups_have_exact_percentiles_and_a_labelled_sample_counts_once_overall() {
+        let channel = ChannelId::new();
+        let at = |h: i64| {
+            crate::model::to_millis(
+                DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ) + h * 3_600_000
+        };
+        let sample = |h: i64, seconds: i64, label: Option<&str>| ReportSample {
+            ended_at: at(h),
+            channel_id: channel,
+            agent_id: None,
+            label: label.map(str::to_owned),
+            seconds,
+            conversation_id: None,
+            seq: h,
+        };
+        let query = |group_by| ReportQuery {
+            metric: Metric::FirstReply,
+            range: Range::new(day("2026-12-01"), day("2026-12-02"), Tz::UTC)
+                .unwrap_or_else(|e| panic!("{e}")),
+            group_by,
+            hours: Hours::Calendar,
+            channel: None,
+            agent: None,
+            label: None,
+        };
+        let by_day = summarise(
+            &[
+                sample(1, 10, None),
+                sample(2, 30, None),
+                sample(3, 20, None),
+                sample(25, 5, None),
+            ],
+            &query(GroupBy::Day),
+        );
+        let keys: Vec<_> = by_day.groups.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, ["2026-12-01", "2026-12-02"]);
+        assert_eq!(by_day.groups[0].summary.count, 3);
+        assert_eq!(by_day.groups[0].summary.p50_s, 20);
+        assert_eq!(by_day.groups[0].summary.p95_s, 30);
+        assert_eq!(by_day.total.map(|t| t.count), Some(4));
+        assert_eq!(by_day.values, [5, 10, 20, 30]);
+
+        let by_label = summarise(
+            &[
+                sample(1, 10, Some("billing")),
+                sample(1, 10, Some("vip")),
+                sample(2, 40, Some("vip")),
+            ],
+            &query(GroupBy::Label),
+        );
+        let counts: Vec<_> = by_label
+            .groups
+            .iter()
+            .map(|g| (g.key.as_str(), g.summary.count))
+            .collect();
+        assert_eq!(counts, [("billing", 1), ("vip", 2)]);
+        assert_eq!(by_label.total.map(|t| t.count), Some(2));
+    }
+}
