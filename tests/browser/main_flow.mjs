@@ -1,8 +1,8 @@
 // The agent's day in real Chromium, at desktop width and again at phone width: sign in, see a
 // customer's message arrive live (list, unread count in the title), open it, see the next one
 // arrive live in the open conversation, reply (button and Ctrl+Enter) until the reply shows
-// `sent`, add a note, set a status, assign, label, resolve, then filter the list. Writes the
-// screenshots of list and conversation at both widths.
+// `sent`, add a note, set a status, assign, label, resolve, then filter the list, and read the
+// reports. Writes the screenshots of list, conversation and reports at both widths.
 //
 // Run by tests/tests/web_browser.rs (which sets INBOX_URL, credentials and the channel).
 
@@ -255,6 +255,19 @@ async function flow(browser, vp) {
   assert.equal(new URL(page.url()).searchParams.get("status"), "resolved", "the label filter keeps the status");
   await thisRow.waitFor();
   if (vp.phone) await assertNoHorizontalOverflow(page, "phone: filtered list");
+
+  step("reports");
+  assertCsp(await page.goto(`${cfg.baseUrl}/reports`), "reports page");
+  // Trend, distribution, per agent, per channel and volume, each an SVG chart.
+  assert.ok((await page.locator("svg.chart").count()) >= 5, "the reports page draws its charts");
+  await page.locator('select[name="hours"]').selectOption("business");
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.waitForURL(/hours=business/);
+  // This flow's replies answered waits: the figures count them.
+  assert.match(await page.locator("dl.figures").innerText(), /Count\s+[1-9]/);
+  assert.ok(await page.locator("a.csv").first().getAttribute("href"), "a CSV download link");
+  if (vp.phone) await assertNoHorizontalOverflow(page, "phone: reports");
+  await screenshot(page, cfg, `reports-${vp.name}`, { fullPage: true });
 
   assert.deepEqual(problems, [], `[${vp.name}] no script errors`);
   await context.close();

@@ -317,3 +317,53 @@ async fn admins_add_channels_agents_and_tokens(backend: Backend) {
     assert!(response.text().await.unwrap().contains("cannot"));
     app.stop().await;
 }
+
+both_backends!(reports_page_charts_the_figures_and_escapes_names);
+async fn reports_page_charts_the_figures_and_escapes_names(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
+    app.customer_says(&channel, "r-1", "u-1", "Where is my order?")
+        .await;
+    let conversation = conversation_of(&app, "u-1").await;
+    let (agent, _) = app
+        .create_agent("evil@example.com", "<b>Eve</b>", Role::Agent)
+        .await;
+    let browser = Browser::as_agent(&app, &agent).await;
+    let id = str_of(&conversation, "id");
+    let status = browser
+        .post(
+            &format!("/conversations/{id}/reply"),
+            &[("text", "On its way.")],
+        )
+        .await
+        .status();
+    assert!(status.is_success() || status.is_redirection(), "{status}");
+
+    let (status, page) = browser.get("/reports?metric=frt&group_by=agent").await;
+    assert_eq!(status, StatusCode::OK);
+    // Trend, distribution, per agent, per channel, volume.
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 5, "{page}");
+    assert!(
+        page.contains("&lt;b&gt;Eve&lt;/b&gt;") || page.contains("&#60;b&#62;Eve"),
+        "{page}"
+    );
+    assert!(!page.contains("<b>Eve</b>"), "names are escaped: {page}");
+    assert!(page.contains("frt.v1"), "{page}");
+    assert!(
+        page.contains("/api/v1/reports/response-times?metric=frt") && page.contains("format=csv"),
+        "CSV links: {page}"
+    );
+    // The CSV the page links to downloads with the session.
+    let (status, csv) = browser
+        .get("/api/v1/reports/response-times?metric=frt&group_by=agent&format=csv")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csv.contains(",1,"), "one sample: {csv}");
+    // A bad filter is said, and the default report shown.
+    let (status, page) = browser.get("/reports?tz=Mars/Olympus").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("role=\"alert\""), "{page}");
+    app.stop().await;
+}

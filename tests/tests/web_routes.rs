@@ -218,6 +218,13 @@ fn table() -> Vec<Row> {
             [401, 403, 404],
         ),
         // Reports for every agent; business hours read by all, changed by admins.
+        Row("GET", "/reports", None, PAGE),
+        Row(
+            "GET",
+            "/reports?metric=nrt&group_by=agent&hours=business",
+            None,
+            PAGE,
+        ),
         Row("GET", "/api/v1/reports/response-times", None, API),
         Row("GET", "/api/v1/reports/volume?format=csv", None, API),
         Row("GET", "/api/v1/business-hours", None, API),

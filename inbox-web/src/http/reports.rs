@@ -13,7 +13,7 @@ use chrono::{Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use inbox_core::metrics::{Metric, Summary};
 use inbox_core::reports::{self, GroupBy, Hours, Range, Report, ReportQuery, VolumeDay};
-use inbox_core::store::Store;
+use inbox_core::store::{Store, StoreResult};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -186,7 +186,7 @@ pub struct ResponseTimes {
 }
 
 /// Names of agents and channels, for the groups keyed by their ids.
-pub async fn group_names(store: &Store) -> Result<HashMap<String, String>, ApiError> {
+pub async fn group_names(store: &Store) -> StoreResult<HashMap<String, String>> {
     let mut names: HashMap<String, String> = store
         .agents()
         .await?

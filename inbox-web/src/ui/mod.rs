@@ -6,10 +6,12 @@ mod admin;
 mod admin_channels;
 mod assets;
 mod canned;
+mod charts;
 mod contacts;
 mod inbox;
 mod live;
 mod login;
+mod reports;
 mod search;
 pub(crate) mod view;
 
@@ -46,6 +48,7 @@ pub fn routes() -> RouteTable<WebState> {
         .get("/messages/{id}/html", inbox::email_html)
         .get("/events/stream", live::stream)
         .get("/search", search::page)
+        .get("/reports", reports::page)
         .get("/contacts/{id}", contacts::page)
         .post("/contacts/{id}/merge", contacts::merge)
         .post("/contacts/merges/{id}/undo", contacts::unmerge)
