@@ -16,7 +16,7 @@ use inbox_core::bus::local::LocalBus;
 use inbox_core::event_relay::EventRelay;
 use inbox_core::relay::OutboxRelay;
 use inbox_core::store::Store;
-use inbox_core::timers::SnoozeWaker;
+use inbox_core::timers::{SlaWatcher, SnoozeWaker};
 use inbox_core::worker::{IngestWorker, WorkerSettings};
 use inbox_web::WebState;
 use inbox_web::http::client_addr::TrustedProxies;
@@ -247,6 +247,12 @@ impl Application {
             ));
             background.push(tokio::spawn(
                 SnoozeWaker {
+                    store: store.clone(),
+                }
+                .run(shutdown.clone()),
+            ));
+            background.push(tokio::spawn(
+                SlaWatcher {
                     store: store.clone(),
                 }
                 .run(shutdown.clone()),

@@ -75,6 +75,13 @@ pub fn describe() {
             "inbox_consumer_lag",
             "Kafka: records of a partition not yet consumed by this group"
         );
+        describe_counter!(
+            "inbox_sla_breaches_total",
+            "SLA deadlines that passed unmet, by target (first_reply, next_reply, resolution)"
+        );
+        for target in ["first_reply", "next_reply", "resolution"] {
+            metrics::counter!("inbox_sla_breaches_total", "target" => target).increment(0);
+        }
         for outcome in ["stored", "duplicate", "delivery", "dead_lettered"] {
             metrics::counter!("inbox_ingest_records_total", "outcome" => outcome).increment(0);
         }

@@ -253,6 +253,36 @@ impl ScheduleHistory {
         total + Self::part(current, cursor, to)
     }
 
+    /// The instant `seconds` business seconds after `from` (`None` when the schedules give
+    /// that much within 400 days: a schedule that is closed every day).
+    pub fn after(&self, from: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
+        if seconds <= 0 {
+            return Some(from);
+        }
+        let horizon = from + chrono::Duration::days(400);
+        let mut step = chrono::Duration::seconds(seconds);
+        let mut hi = from + step;
+        while self.seconds_between(from, hi) < seconds {
+            if hi >= horizon {
+                return None;
+            }
+            step = step * 2;
+            hi = (from + step).min(horizon);
+        }
+        // The first millisecond with enough business time before it.
+        let (mut lo, mut hi) = (from.timestamp_millis(), hi.timestamp_millis());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = DateTime::from_timestamp_millis(mid)?;
+            if self.seconds_between(from, at) >= seconds {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        DateTime::from_timestamp_millis(lo).map(|at| at.max(from))
+    }
+
     fn part(hours: Option<&BusinessHours>, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
         match hours {
             Some(hours) => hours.seconds_between(from, to),
@@ -527,5 +557,21 @@ mod tests {
             other.seconds_between(day("2026-01-13"), day("2026-01-14")),
             8 * 3600
         );
+    }
+
+    #[test]
+    fn a_business_deadline_skips_the_closed_hours() {
+        let history = ScheduleHistory::always(weekdays("Europe/Berlin", "09:00-17:00"));
+        // Friday 16:00 Berlin (15:00 UTC) plus two business hours: Monday 10:00 Berlin.
+        let due = history.after(utc("2026-01-16T15:00:00Z"), 7_200);
+        assert_eq!(due, Some(utc("2026-01-19T09:00:00Z")));
+        // Calendar time when there is no schedule.
+        assert_eq!(
+            ScheduleHistory::calendar().after(utc("2026-01-16T15:00:00Z"), 60),
+            Some(utc("2026-01-16T15:01:00Z"))
+        );
+        // Never open: no deadline at all.
+        let closed = ScheduleHistory::always(open_on("UTC", 0..0, "09:00-17:00"));
+        assert_eq!(closed.after(utc("2026-01-16T15:00:00Z"), 60), None);
     }
 }

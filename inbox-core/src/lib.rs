@@ -18,6 +18,7 @@ pub mod passwords;
 pub mod relay;
 pub mod replay;
 pub mod reports;
+pub mod sla;
 pub mod store;
 pub mod threading;
 pub mod timers;

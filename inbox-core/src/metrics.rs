@@ -187,7 +187,34 @@ struct Reader<'a> {
     samples: Vec<Sample>,
 }
 
+/// The clocks an SLA target runs on, as a conversation's timeline leaves them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clocks {
+    /// The cycle's first customer message, while it has no human reply.
+    pub first_reply_since: Option<DateTime<Utc>>,
+    /// Since when the customer has been waiting for a human reply.
+    pub reply_since: Option<DateTime<Utc>>,
+    /// The start of the cycle, while it is not resolved.
+    pub cycle_start: Option<DateTime<Utc>>,
+}
+
 impl MetricsState {
+    pub fn clocks(&self) -> Clocks {
+        let unresolved = matches!(
+            self.status,
+            Some(
+                ConversationStatus::Open
+                    | ConversationStatus::Pending
+                    | ConversationStatus::Snoozed
+            )
+        );
+        Clocks {
+            first_reply_since: self.first_customer.filter(|_| unresolved),
+            reply_since: self.waiting_since.filter(|_| unresolved),
+            cycle_start: self.cycle_start.filter(|_| unresolved),
+        }
+    }
+
     /// Reads the next entry of the timeline; gives the samples it completes.
     pub fn read(&mut self, entry: &Entry, hours: &ScheduleHistory) -> Vec<Sample> {
         let mut reader = Reader {
@@ -362,11 +389,13 @@ pub fn timeline(log: &[ConversationEvent]) -> Vec<Entry> {
     rows.into_iter().filter_map(entry_of).collect()
 }
 
-/// Whether the metrics read log rows of this kind at all (others are assignments, labels, …).
+/// Whether the metrics (or the SLA targets, which depend on labels) read log rows of this kind
+/// at all (others are assignments, deliveries, …).
 pub fn reads_kind(kind: &str) -> bool {
     matches!(
         kind,
-        "opened"
+        "labeled"
+            | "opened"
             | "message_received"
             | "replied"
             | "noted"

@@ -145,6 +145,10 @@ pub struct Conversation {
     pub waiting_since: Option<DateTime<Utc>>,
     pub snoozed_until: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The next SLA deadline (`null`: no target running).
+    pub sla_due_at: Option<DateTime<Utc>>,
+    /// Which target is due then: `first_reply`, `next_reply` or `resolution`.
+    pub sla_target: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -268,6 +272,8 @@ pub enum EventKind {
     Snoozed,
     Labeled,
     DeliveryUpdated,
+    /// An SLA target's deadline passed unmet (recorded once per deadline).
+    SlaBreached,
 }
 
 impl EventKind {
@@ -285,6 +291,7 @@ impl EventKind {
             EventKind::Snoozed => "snoozed",
             EventKind::Labeled => "labeled",
             EventKind::DeliveryUpdated => "delivery_updated",
+            EventKind::SlaBreached => "sla_breached",
         }
     }
 }

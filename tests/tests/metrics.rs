@@ -57,6 +57,7 @@ async fn metrics_are_there_from_the_start_and_follow_the_channels(backend: Backe
         "inbox_sse_clients",
         "inbox_store_pool_max",
         "inbox_ingest_records_total",
+        "inbox_sla_breaches_total",
         "inbox_dead_letters",
     ] {
         assert!(value(&text, name, &[]).is_some(), "{name} missing:\n{text}");

@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 
 both_backends!(
     response_times_as_the_contract_says,
-    business_hours_apply_from_their_time
+    business_hours_apply_from_their_time,
+    an_sla_breach_is_recorded_once_and_shown,
 );
 
 /// A customer's message sent `ago_s` seconds ago; returns its conversation's id.
@@ -155,7 +156,10 @@ async fn response_times_as_the_contract_says(backend: Backend) {
     );
     let csv = response.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "key,name,count,mean_s,p50_s,p90_s,p95_s");
+    assert_eq!(
+        lines[0],
+        "key,name,count,mean_s,p50_s,p90_s,p95_s,sla_met_pct"
+    );
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(
         lines[1].starts_with(&format!("\"{}\",\"{}\",2,", app.admin.id, app.admin.name)),
@@ -289,4 +293,86 @@ async fn business_hours_apply_from_their_time(backend: Backend) {
     )
     .await;
     assert_eq!(own["current"], Value::Null);
+}
+
+async fn an_sla_breach_is_recorded_once_and_shown(backend: Backend) {
+    let (app, _receiver, channel) = TestApp::with_webhook_channel(backend, Behaviour::Accept).await;
+    let policy = json_of(
+        app.api_post(
+            "/api/v1/sla-policies",
+            &json!({"name": "Within a minute", "first_reply_minutes": 1, "business_hours": false}),
+        )
+        .await,
+        StatusCode::CREATED,
+        "add a policy",
+    )
+    .await;
+    assert_eq!(policy["first_reply_s"], 60);
+    for (body, field) in [
+        (json!({"name": "none"}), "first_reply_minutes"),
+        (json!({"name": "", "first_reply_minutes": 1}), "name"),
+        (
+            json!({"name": "x", "resolution_minutes": 0}),
+            "resolution_minutes",
+        ),
+    ] {
+        let refusal = json_of(
+            app.api_post("/api/v1/sla-policies", &body).await,
+            StatusCode::BAD_REQUEST,
+            field,
+        )
+        .await;
+        assert_eq!(refusal["field"], field, "{refusal}");
+    }
+
+    // Waiting for ten minutes: overdue since nine.
+    let id = customer_wrote(&app, &channel, "u-1", 600).await;
+    let shown = app.conversation(&id).await;
+    assert_eq!(shown["sla_target"], "first_reply", "{shown:#}");
+    let due = app.get_json("/api/v1/conversations?sort=due").await;
+    assert_eq!(due["items"][0]["id"], id.as_str());
+
+    // The watcher records the breach within its period, once.
+    let events_path = format!("/api/v1/conversations/{id}/events");
+    let breaches = |events: &Value| {
+        events
+            .as_array()
+            .or_else(|| events["items"].as_array())
+            .map(|rows| rows.iter().filter(|e| e["kind"] == "sla_breached").count())
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(30), "the breach", async || {
+        (breaches(&app.get_json(&events_path).await) > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(breaches(&app.get_json(&events_path).await), 1);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("inbox_sla_breaches_total{target=\"first_reply\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(counted >= 1.0, "{metrics}");
+
+    // The list and the conversation say so.
+    let browser = inbox_e2e::session::Browser::as_agent(&app, &app.admin).await;
+    let (_, list) = browser.get("/inbox?sort=due").await;
+    assert!(list.contains("first reply overdue by"), "{list}");
+    let (_, page) = browser.get(&format!("/conversations/{id}")).await;
+    assert!(page.contains("class=\"due overdue\""), "{page}");
+
+    // Answered late: over target in the report.
+    app.agent_writes(&id, "Sorry for the wait.", false).await;
+    let report = report(&app, "metric=frt&group_by=channel").await;
+    assert_eq!(report["sla_met_pct"], 0.0, "{report:#}");
+    assert_eq!(one_group(&report)["sla_met_pct"], 0.0);
 }

@@ -246,6 +246,20 @@ fn table() -> Vec<Row> {
             Json(r#"{"schedule":null}"#),
             [401, 403, 201],
         ),
+        Row("GET", "/api/v1/sla-policies", None, API),
+        Row(
+            "POST",
+            "/api/v1/sla-policies",
+            Json(r#"{"name":"R{n}","first_reply_minutes":60}"#),
+            [401, 403, 201],
+        ),
+        Row(
+            "DELETE",
+            "/api/v1/sla-policies/{random}",
+            None,
+            [401, 403, 404],
+        ),
+        Row("GET", "/inbox?sort=due", None, PAGE),
         // Search, contacts, canned replies.
         Row("GET", "/search?q=order", None, PAGE),
         Row("GET", "/contacts/{contact}", None, PAGE),

@@ -7,6 +7,7 @@ mod rebuild;
 
 pub(crate) use measure::measure_appended;
 pub use query::{
-    Group, GroupBy, Hours, MAX_DAYS, Range, Report, ReportQuery, VolumeDay, response_times, volume,
+    Attainment, Group, GroupBy, Hours, MAX_DAYS, Range, Report, ReportQuery, VolumeDay,
+    response_times, volume,
 };
 pub use rebuild::{Rebuilt, rebuild};

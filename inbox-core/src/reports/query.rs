@@ -143,6 +143,28 @@ pub struct Group {
     pub key: String,
     #[serde(flatten)]
     pub summary: Summary,
+    pub sla: Attainment,
+}
+
+/// How many samples had an SLA target and how many met it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Attainment {
+    pub targeted: u64,
+    pub met: u64,
+}
+
+impl Attainment {
+    fn add(&mut self, met: Option<i64>) {
+        if let Some(met) = met {
+            self.targeted += 1;
+            self.met += u64::from(met != 0);
+        }
+    }
+
+    /// Percent of targeted samples within target (`None` without any).
+    pub fn pct(&self) -> Option<f64> {
+        (self.targeted > 0).then(|| self.met as f64 * 100.0 / self.targeted as f64)
+    }
 }
 
 /// A report: its groups in key order, and all its samples together.
@@ -150,6 +172,7 @@ pub struct Group {
 pub struct Report {
     pub groups: Vec<Group>,
     pub total: Option<Summary>,
+    pub total_sla: Attainment,
     /// Every sample's seconds, sorted (for a distribution chart).
     #[serde(skip)]
     pub values: Vec<i64>,
@@ -174,8 +197,9 @@ pub async fn response_times(store: &Store, query: &ReportQuery) -> StoreResult<R
 }
 
 fn summarise(samples: &[ReportSample], query: &ReportQuery) -> Report {
-    let mut groups: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (Vec<i64>, Attainment)> = BTreeMap::new();
     let mut values = Vec::with_capacity(samples.len());
+    let mut total_sla = Attainment::default();
     for s in samples {
         let key = match query.group_by {
             GroupBy::Day => query.range.local_day(s.ended_at).to_string(),
@@ -189,34 +213,45 @@ fn summarise(samples: &[ReportSample], query: &ReportQuery) -> Report {
             GroupBy::Channel => s.channel_id.to_string(),
             GroupBy::Label => s.label.clone().unwrap_or_default(),
         };
-        groups.entry(key).or_default().push(s.seconds);
+        let group = groups.entry(key).or_default();
+        group.0.push(s.seconds);
+        group.1.add(s.sla_met);
         // A sample with two labels is in two groups, but counts once overall.
         if query.group_by != GroupBy::Label {
             values.push(s.seconds);
+            total_sla.add(s.sla_met);
         }
     }
     if query.group_by == GroupBy::Label {
-        values = distinct_samples(samples);
+        (values, total_sla) = distinct_samples(samples);
     }
     let total = Summary::of(&mut values);
     Report {
         groups: groups
             .into_iter()
-            .filter_map(|(key, mut v)| Summary::of(&mut v).map(|summary| Group { key, summary }))
+            .filter_map(|(key, (mut v, sla))| {
+                Summary::of(&mut v).map(|summary| Group { key, summary, sla })
+            })
             .collect(),
         total,
+        total_sla,
         values,
     }
 }
 
-/// The seconds of each sample once, from rows repeated per label.
-fn distinct_samples(samples: &[ReportSample]) -> Vec<i64> {
+/// The seconds of each sample once, and their attainment, from rows repeated per label.
+fn distinct_samples(samples: &[ReportSample]) -> (Vec<i64>, Attainment) {
     let mut seen = std::collections::HashSet::new();
-    samples
+    let mut sla = Attainment::default();
+    let values = samples
         .iter()
         .filter(|s| seen.insert((s.conversation_id, s.seq)))
-        .map(|s| s.seconds)
-        .collect()
+        .map(|s| {
+            sla.add(s.sla_met);
+            s.seconds
+        })
+        .collect();
+    (values, sla)
 }
 
 /// Conversations opened and resolved on one local day.
@@ -312,6 +347,7 @@ mod tests {
             seconds,
             conversation_id: None,
             seq: h,
+            sla_met: None,
         };
         let query = |group_by| ReportQuery {
             metric: Metric::FirstReply,

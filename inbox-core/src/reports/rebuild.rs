@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::measure::{measure_from_log, write};
+use super::measure::{Context, Found, measure_from_log, write};
 use crate::store::{Store, StoreResult};
 
 /// Conversations per rebuild transaction.
@@ -33,13 +33,14 @@ pub async fn rebuild(
         };
         let mut tx = store.begin().await?;
         let conversations = tx.measured(&ids).await?;
-        let schedules = tx.schedules().await?;
-        let (samples, states) = measure_from_log(&mut tx, &conversations, &schedules).await?;
+        let context = Context::load(&mut tx).await?;
+        let mut found = Found::default();
+        measure_from_log(&mut tx, &conversations, &context, &mut found).await?;
         let measured: Vec<_> = conversations.iter().map(|c| c.id).collect();
-        write(&mut tx, &measured, &samples, &states).await?;
+        write(&mut tx, &measured, &found).await?;
         tx.commit().await?;
         done.conversations += conversations.len() as u64;
-        done.samples += samples.len() as u64;
+        done.samples += found.samples.len() as u64;
         progress(done.conversations);
         after = Some(last);
     }

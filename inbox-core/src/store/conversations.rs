@@ -47,13 +47,16 @@ impl ConversationState {
 
 pub(super) const CONVERSATION_COLUMNS: &str = "c.id, c.channel_id, c.contact_id, c.contact_handle, c.status, \
      c.assignee_id, c.subject, c.labels, c.preview, c.message_count, c.unread_count, c.created_at, \
-     c.last_message_at, c.waiting_since, c.snoozed_until, c.resolved_at, c.subject_key";
+     c.last_message_at, c.waiting_since, c.snoozed_until, c.resolved_at, c.subject_key, \
+     c.sla_due_at, c.sla_target";
 
 #[derive(FromRow)]
 struct ConversationRow {
     #[sqlx(flatten)]
     state: ConversationState,
     contact_name: Option<String>,
+    sla_due_at: Option<i64>,
+    sla_target: Option<String>,
 }
 
 impl TryFrom<ConversationRow> for Conversation {
@@ -80,6 +83,8 @@ impl TryFrom<ConversationRow> for Conversation {
             waiting_since: s.waiting_since.map(from_millis),
             snoozed_until: s.snoozed_until.map(from_millis),
             resolved_at: s.resolved_at.map(from_millis),
+            sla_due_at: r.sla_due_at.map(from_millis),
+            sla_target: r.sla_target,
         })
     }
 }
@@ -99,6 +104,17 @@ pub struct ConversationFilter {
     pub label: Option<String>,
     /// Only conversations with unread customer messages.
     pub unread_only: bool,
+    pub sort: ConversationSort,
+}
+
+/// The order of the list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConversationSort {
+    /// Newest activity first.
+    #[default]
+    Recent,
+    /// Soonest SLA deadline first (overdue ones first of all); only conversations with one.
+    Due,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -188,16 +204,23 @@ impl Store {
             if let Some(text) = &text {
                 text.push(&mut qb, postgres);
             }
+            let (column, after, order) = match filter.sort {
+                ConversationSort::Recent => ("c.last_message_at", "<", "DESC"),
+                ConversationSort::Due => {
+                    qb.push(" AND c.sla_due_at IS NOT NULL");
+                    ("c.sla_due_at", ">", "ASC")
+                }
+            };
             if let Some(cursor) = cursor {
                 // A row comparison: both databases turn it into one index range, where the
                 // spelled-out OR makes PostgreSQL filter row by row from the newest.
-                qb.push(" AND (c.last_message_at, c.id) < (")
+                qb.push(format!(" AND ({column}, c.id) {after} ("))
                     .push_bind(cursor.at)
                     .push(", ")
                     .push_bind(cursor.key.clone())
                     .push(")");
             }
-            qb.push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
+            qb.push(format!(" ORDER BY {column} {order}, c.id {order} LIMIT "))
                 .push_bind(i64::from(limit) + 1);
             qb.build_query_as::<ConversationRow>()
                 .persistent(persistent)
@@ -209,7 +232,10 @@ impl Store {
             .map(Conversation::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
         let (items, next_cursor) = page(items, limit, |c| PageCursor {
-            at: to_millis(c.last_message_at),
+            at: match filter.sort {
+                ConversationSort::Recent => to_millis(c.last_message_at),
+                ConversationSort::Due => c.sla_due_at.map_or(i64::MAX, to_millis),
+            },
             key: c.id.to_string(),
         });
         Ok(ConversationPage { items, next_cursor })

@@ -124,6 +124,8 @@ pub struct ReportSample {
     /// Which sample it is, when rows repeat per label (else `None`).
     pub conversation_id: Option<ConversationId>,
     pub seq: i64,
+    /// 1 or 0 when it had an SLA target.
+    pub sla_met: Option<i64>,
 }
 
 impl Store {
@@ -146,7 +148,7 @@ impl Store {
         Ok(on_pool!(self, pool, Db => {
             let mut qb = QueryBuilder::<Db>::new(format!(
                 "SELECT s.ended_at, s.channel_id, s.agent_id, {label} AS label, {value} AS seconds,
-                     {which}
+                     s.sla_met, {which}
                  FROM metric_samples s"
             ));
             if filter.per_label {
@@ -211,6 +213,10 @@ pub(crate) struct ReadState {
 pub(crate) struct Measured {
     pub id: ConversationId,
     pub channel_id: ChannelId,
+    /// Its labels now (which SLA policy applies).
+    pub labels: Vec<String>,
+    /// Its deadline as stored.
+    pub sla_due_at: Option<i64>,
     pub read: Option<ReadState>,
 }
 
@@ -218,6 +224,8 @@ pub(crate) struct Measured {
 struct MeasuredRow {
     id: ConversationId,
     channel_id: ChannelId,
+    labels: String,
+    sla_due_at: Option<i64>,
     state: Option<String>,
     last_at: Option<i64>,
     last_id: Option<String>,
@@ -240,6 +248,9 @@ impl TryFrom<MeasuredRow> for Measured {
         Ok(Measured {
             id: r.id,
             channel_id: r.channel_id,
+            labels: serde_json::from_str(&r.labels)
+                .map_err(|e| StoreError::Corrupt(format!("labels: {e}")))?,
+            sla_due_at: r.sla_due_at,
             read,
         })
     }
@@ -251,6 +262,8 @@ pub(crate) struct NumberedSample {
     pub channel: ChannelId,
     pub seq: i64,
     pub sample: Sample,
+    /// Whether it met its SLA target (`None`: no target).
+    pub sla_met: Option<bool>,
 }
 
 impl StoreTx {
@@ -261,7 +274,8 @@ impl StoreTx {
         for chunk in ids.chunks(CHUNK) {
             let rows = on_tx!(self, conn, Db => {
                 let mut qb = QueryBuilder::<Db>::new(
-                    "SELECT c.id, c.channel_id, s.state, s.last_at, s.last_id, s.next_seq
+                    "SELECT c.id, c.channel_id, c.labels, c.sla_due_at, s.state, s.last_at, s.last_id,
+                         s.next_seq
                      FROM conversations c LEFT JOIN metric_states s ON s.conversation_id = c.id
                      WHERE c.id IN (",
                 );
@@ -308,7 +322,7 @@ impl StoreTx {
             on_tx!(self, conn, Db => {
                 let mut qb = QueryBuilder::<Db>::new(
                     "INSERT INTO metric_samples (conversation_id, seq, metric, cycle, channel_id,
-                         agent_id, started_at, ended_at, calendar_s, business_s) ",
+                         agent_id, started_at, ended_at, calendar_s, business_s, sla_met) ",
                 );
                 qb.push_values(chunk, |mut row, n| {
                     let s = &n.sample;
@@ -321,7 +335,8 @@ impl StoreTx {
                         .push_bind(to_millis(s.started_at))
                         .push_bind(to_millis(s.ended_at))
                         .push_bind(s.calendar_s)
-                        .push_bind(s.business_s);
+                        .push_bind(s.business_s)
+                        .push_bind(n.sla_met.map(i64::from));
                 });
                 qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
             })?;

@@ -40,6 +40,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("shared/0008_channel_admin.sql"),
     migration!("shared/0009_metric_samples.sql"),
     migration!("shared/0010_metric_state_business_hours.sql"),
+    migration!("shared/0011_sla.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -53,6 +54,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("shared/0008_channel_admin.sql"),
     migration!("shared/0009_metric_samples.sql"),
     migration!("shared/0010_metric_state_business_hours.sql"),
+    migration!("shared/0011_sla.sql"),
 ];
 
 impl MigrationFile {

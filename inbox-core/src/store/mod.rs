@@ -31,6 +31,7 @@ mod postgres;
 mod schedules;
 mod search;
 mod sessions;
+mod sla;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod test_support;
@@ -45,7 +46,7 @@ pub use channel_health::{ChannelHealth, ChannelStatus, HealthReport};
 pub use channels::{ChannelUpdate, NewChannel};
 pub use contacts::{NewContact, NewIdentity};
 pub use conversations::{
-    ConversationFilter, ConversationPage, ConversationPatch, ConversationState,
+    ConversationFilter, ConversationPage, ConversationPatch, ConversationSort, ConversationState,
 };
 pub use counts::{COUNT_CAP, ConversationCounts, StatusCounts};
 pub use dead_letters::{
@@ -64,6 +65,7 @@ pub use paging::PageCursor;
 pub use schedules::ScheduleEntry;
 pub use search::{SearchHit, SearchPage};
 pub use sessions::{MAX_USER_AGENT, Session, SessionInfo, SessionOrigin};
+pub use sla::{NewSlaPolicy, Overdue};
 
 /// Rows per multi-row statement: keeps every statement under SQLite's 32,766 bind parameters.
 const CHUNK: usize = 500;

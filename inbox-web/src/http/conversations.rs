@@ -11,7 +11,8 @@ use inbox_core::actions;
 use inbox_core::ids::{AgentId, ChannelId, ConversationId};
 use inbox_core::model::{Conversation, ConversationEvent, ConversationStatus};
 use inbox_core::store::{
-    ConversationFilter, ConversationPage, ConversationPatch, MessagePage, PageCursor,
+    ConversationFilter, ConversationPage, ConversationPatch, ConversationSort, MessagePage,
+    PageCursor,
 };
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
@@ -69,6 +70,10 @@ struct ListQuery {
     label: Option<String>,
     /// `true`: only conversations with unread customer messages.
     unread: Option<bool>,
+    /// `recent` (default: newest activity first) or `due` (soonest SLA deadline first, only
+    /// conversations with one).
+    #[param(pattern = r"^(recent|due)$")]
+    sort: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(pattern = r"^[+-]?[0-9]{1,18}_[^\u0000]*$")]
     cursor: Option<String>,
@@ -85,6 +90,15 @@ pub(super) fn parse_limit(raw: Option<&str>, max: u32) -> Result<u32, ApiError> 
             .ok()
             .filter(|n| (1..=max).contains(n))
             .ok_or_else(|| ApiError::invalid("limit", format!("must be 1 to {max}"))),
+    }
+}
+
+/// The list's `sort` (the API and the pages).
+pub(crate) fn parse_sort(raw: Option<&str>) -> Result<ConversationSort, ApiError> {
+    match raw {
+        None | Some("") | Some("recent") => Ok(ConversationSort::Recent),
+        Some("due") => Ok(ConversationSort::Due),
+        Some(_) => Err(ApiError::invalid("sort", "recent or due")),
     }
 }
 
@@ -139,6 +153,7 @@ async fn list(
         q: query.q.filter(|q| !q.trim().is_empty()),
         label: query.label.filter(|l| !l.trim().is_empty()),
         unread_only: query.unread.unwrap_or(false),
+        sort: parse_sort(query.sort.as_deref())?,
     };
     let cursor = parse_cursor(query.cursor.as_deref(), "cursor")?;
     let limit = parse_limit(query.limit.as_deref(), 100)?;

@@ -6,7 +6,7 @@ mod business_hours;
 pub(crate) mod channels;
 pub mod client_addr;
 mod contacts;
-mod conversations;
+pub(crate) mod conversations;
 pub(crate) mod dead_letters;
 pub mod device_cookie;
 mod error;
@@ -15,6 +15,7 @@ pub(crate) mod reports;
 pub mod route_table;
 mod search;
 pub mod sign_in_limits;
+mod sla;
 
 use std::sync::Arc;
 
@@ -57,6 +58,7 @@ fn api_routes() -> RouteTable<WebState> {
         .merge(dead_letters::routes())
         .merge(reports::routes())
         .merge(business_hours::routes())
+        .merge(sla::routes())
         .merge(openapi::routes())
 }
 

@@ -160,6 +160,8 @@ pub struct GroupView {
     pub name: Option<String>,
     #[serde(flatten)]
     pub summary: Summary,
+    /// Percent of the group's samples with an SLA target that met it (`null`: none had one).
+    pub sla_met_pct: Option<f64>,
 }
 
 /// A response-time report.
@@ -183,6 +185,8 @@ pub struct ResponseTimes {
     pub groups: Vec<GroupView>,
     /// All samples of the report together (`null` without any).
     pub total: Option<Summary>,
+    /// Percent of all samples with an SLA target that met it.
+    pub sla_met_pct: Option<f64>,
 }
 
 /// Names of agents and channels, for the groups keyed by their ids.
@@ -222,25 +226,28 @@ impl ResponseTimes {
                     key: g.key.clone(),
                     name: named.then(|| names.get(&g.key).cloned()).flatten(),
                     summary: g.summary,
+                    sla_met_pct: g.sla.pct(),
                 })
                 .collect(),
             total: report.total,
+            sla_met_pct: report.total_sla.pct(),
         }
     }
 
     fn csv(&self) -> String {
-        let mut out = String::from("key,name,count,mean_s,p50_s,p90_s,p95_s\n");
+        let mut out = String::from("key,name,count,mean_s,p50_s,p90_s,p95_s,sla_met_pct\n");
         for g in &self.groups {
             let s = &g.summary;
             out.push_str(&format!(
-                "{},{},{},{:.1},{},{},{}\n",
+                "{},{},{},{:.1},{},{},{},{}\n",
                 csv_field(&g.key),
                 csv_field(g.name.as_deref().unwrap_or("")),
                 s.count,
                 s.mean_s,
                 s.p50_s,
                 s.p90_s,
-                s.p95_s
+                s.p95_s,
+                g.sla_met_pct.map(|p| format!("{p:.1}")).unwrap_or_default()
             ));
         }
         out
@@ -273,7 +280,8 @@ fn csv_response(name: &str, body: String) -> Response {
 }
 
 /// Count, mean and exact (nearest-rank) p50/p90/p95 of a response-time metric, in seconds, per
-/// group; with `format=csv` the same as CSV (`key,name,count,mean_s,p50_s,p90_s,p95_s`).
+/// group, and the share within SLA target; with `format=csv` the same as CSV
+/// (`key,name,count,mean_s,p50_s,p90_s,p95_s,sla_met_pct`).
 #[utoipa::path(
     get,
     path = "/api/v1/reports/response-times",

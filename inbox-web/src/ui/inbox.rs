@@ -42,6 +42,9 @@ pub struct ListQuery {
     label: String,
     #[serde(default)]
     q: String,
+    /// recent (the default) or due (soonest SLA deadline first).
+    #[serde(default)]
+    sort: String,
     #[serde(default)]
     cursor: String,
     /// The open conversation (the list marks it).
@@ -71,6 +74,7 @@ impl ListQuery {
             ("channel", &self.channel),
             ("label", &self.label),
             ("q", &self.q),
+            ("sort", &self.sort),
         ] {
             if !v.is_empty() {
                 pairs.push((k, v.clone()));
@@ -86,6 +90,7 @@ impl ListQuery {
             channel: self.channel.parse::<ChannelId>().ok(),
             label: Some(self.label.trim().to_lowercase()).filter(|l| !l.is_empty()),
             q: Some(self.q.trim().to_owned()).filter(|q| !q.is_empty()),
+            sort: crate::http::conversations::parse_sort(Some(&self.sort)).unwrap_or_default(),
             ..ConversationFilter::default()
         }
     }
@@ -209,6 +214,7 @@ async fn list_view(
         assignee: query.assignee().as_param(),
         status: query.status().to_owned(),
         label: query.label.clone(),
+        sort: query.sort.clone(),
         q: query.q.clone(),
         channels,
         unread_total: counts.unread,
@@ -288,6 +294,7 @@ async fn meta_view(
     }
     Ok(MetaView {
         id: c.id.to_string(),
+        due: super::view::DueLabel::of(c, chrono::Utc::now()),
         subject: c.subject.clone().unwrap_or_default(),
         status: c.status.as_str(),
         statuses: ["open", "pending", "snoozed", "resolved"]

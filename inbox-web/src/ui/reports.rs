@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Query, State};
 use inbox_core::metrics::{Metric, Summary};
-use inbox_core::reports::{self, GroupBy, Report, ReportQuery};
+use inbox_core::reports::{self, Attainment, GroupBy, Report, ReportQuery};
 
 use super::charts::{self, Bar, human};
 use super::view::Layout;
@@ -32,11 +32,16 @@ pub struct FigureRow {
     pub p50: String,
     pub p90: String,
     pub p95: String,
+    /// Share of the samples with an SLA target that met it ("–" without targets).
+    pub sla: String,
 }
 
 impl FigureRow {
-    fn new(key: String, s: &Summary) -> Self {
+    fn new(key: String, s: &Summary, sla: &Attainment) -> Self {
         FigureRow {
+            sla: sla
+                .pct()
+                .map_or_else(|| "–".to_owned(), |p| format!("{p:.1} %")),
             key,
             count: s.count,
             mean: human(s.mean_s),
@@ -145,7 +150,7 @@ fn named_section(
         svg: charts::rows(&format!("{title}: median"), &bars),
         rows: groups
             .iter()
-            .map(|g| FigureRow::new(name(&g.key), &g.summary))
+            .map(|g| FigureRow::new(name(&g.key), &g.summary, &g.sla))
             .collect(),
         csv_href,
     }
@@ -201,7 +206,7 @@ pub async fn page(
         rows: by_day
             .groups
             .iter()
-            .map(|g| FigureRow::new(g.key.clone(), &g.summary))
+            .map(|g| FigureRow::new(g.key.clone(), &g.summary, &g.sla))
             .collect(),
         csv_href: csv_href("/api/v1/reports/response-times", &params, Some("day")),
     };
@@ -258,7 +263,7 @@ pub async fn page(
         total: by_day
             .total
             .as_ref()
-            .map(|t| FigureRow::new("All".into(), t)),
+            .map(|t| FigureRow::new("All".into(), t, &by_day.total_sla)),
         distribution_svg: charts::columns("Distribution", &charts::distribution(&by_day.values)),
         sections: vec![
             trend_section,

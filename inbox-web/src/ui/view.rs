@@ -111,6 +111,40 @@ pub struct ConversationItem {
     pub channel: ChannelBadge,
     pub assignee: Option<String>,
     pub selected: bool,
+    pub due: Option<DueLabel>,
+}
+
+/// An SLA deadline as the list and the conversation show it: "first reply due in 12 min",
+/// "resolution overdue by 2 h 05 min".
+#[derive(Debug, Clone)]
+pub struct DueLabel {
+    pub text: String,
+    pub overdue: bool,
+    pub iso: String,
+}
+
+impl DueLabel {
+    pub fn of(c: &Conversation, now: chrono::DateTime<chrono::Utc>) -> Option<DueLabel> {
+        let at = c.sla_due_at?;
+        let what = match c.sla_target.as_deref() {
+            Some("first_reply") => "first reply",
+            Some("next_reply") => "reply",
+            Some("resolution") => "resolution",
+            _ => "SLA",
+        };
+        let left = (at - now).num_seconds();
+        let overdue = left < 0;
+        let text = if overdue {
+            format!("{what} overdue by {}", super::charts::human(-left as f64))
+        } else {
+            format!("{what} due in {}", super::charts::human(left as f64))
+        };
+        Some(DueLabel {
+            text,
+            overdue,
+            iso: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })
+    }
 }
 
 impl ConversationItem {
@@ -143,6 +177,7 @@ impl ConversationItem {
             channel: ChannelBadge::of(channel),
             assignee,
             selected,
+            due: DueLabel::of(c, chrono::Utc::now()),
         }
     }
 }
@@ -170,6 +205,8 @@ pub struct ListView {
     pub status: String,
     pub label: String,
     pub q: String,
+    /// `due` when sorted by SLA deadline.
+    pub sort: String,
     pub channels: Vec<Choice>,
     pub unread_total: i64,
     pub empty_hint: String,
@@ -301,6 +338,7 @@ fn reason_title(reason: ThreadReason) -> String {
 #[derive(Debug, Clone)]
 pub struct MetaView {
     pub id: String,
+    pub due: Option<DueLabel>,
     pub subject: String,
     pub status: &'static str,
     pub statuses: Vec<Choice>,
