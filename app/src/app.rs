@@ -294,6 +294,7 @@ impl Application {
                 ),
                 catalog: Arc::new(registry.clone()),
                 ingest: Arc::new(config.ingest()),
+                public_url: config.base_url(listener.local_addr()?).into(),
             }));
         }
         if roles.connectors {

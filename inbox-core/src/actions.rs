@@ -10,11 +10,14 @@ use crate::envelope::{
 };
 use crate::ids::{ConversationId, MessageId};
 use crate::ingest::preview;
+use crate::model::Channel;
 use crate::model::{
     Actor, Agent, ConversationStatus, Direction, EventKind, Message, ThreadReason, from_millis,
     to_millis,
 };
-use crate::store::{ConversationPatch, NewEvent, NewMessage, Store, StoreError, StoreResult};
+use crate::store::{
+    ConversationPatch, ConversationState, NewEvent, NewMessage, Store, StoreError, StoreResult,
+};
 
 /// Longest reply or note accepted.
 const MAX_TEXT: usize = 100_000;
@@ -119,30 +122,19 @@ pub async fn post_message(
         conversation.waiting_since = None;
         conversation.unread_count = 0;
         let (in_reply_to, _, _) = last_inbound.unwrap_or_default();
-        let outbound = OutboundMessage {
-            schema_version: SCHEMA_VERSION,
+        let outbound = outbound_of(
+            &conversation,
+            &channel,
             id,
-            conversation_id,
-            channel_id: channel.id,
-            channel_kind: channel.kind,
-            to: Party {
-                handle: conversation.contact_handle.clone(),
-                ..Party::default()
-            },
-            thread: ThreadHints {
-                in_reply_to: in_reply_to.clone(),
-                references: in_reply_to.into_iter().collect(),
-                subject,
-                chat_id: None,
-            },
-            body: Body {
+            in_reply_to,
+            Body {
                 text: text.to_owned(),
                 html: None,
             },
-            attachments: attachments.to_vec(),
-            author: Some(agent.name.clone()),
-            created_at: now,
-        };
+            attachments,
+            Some(agent.name.clone()),
+            now,
+        );
         tx.insert_outbox(&outbound).await?;
         Some(outbound)
     };
@@ -175,6 +167,45 @@ pub async fn post_message(
     })
 }
 
+/// The outbound message of a reply on the conversation's channel, threaded under the customer's
+/// last message.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one reply's parts, each from elsewhere"
+)]
+pub(crate) fn outbound_of(
+    conversation: &ConversationState,
+    channel: &Channel,
+    id: MessageId,
+    in_reply_to: Option<String>,
+    body: Body,
+    attachments: &[AttachmentRef],
+    author: Option<String>,
+    now: DateTime<Utc>,
+) -> OutboundMessage {
+    OutboundMessage {
+        schema_version: SCHEMA_VERSION,
+        id,
+        conversation_id: conversation.id,
+        channel_id: channel.id,
+        channel_kind: channel.kind,
+        to: Party {
+            handle: conversation.contact_handle.clone(),
+            ..Party::default()
+        },
+        thread: ThreadHints {
+            in_reply_to: in_reply_to.clone(),
+            references: in_reply_to.into_iter().collect(),
+            subject: conversation.subject.clone(),
+            chat_id: None,
+        },
+        body,
+        attachments: attachments.to_vec(),
+        author,
+        created_at: now,
+    }
+}
+
 /// Applies an agent's change of status, assignee or labels; returns the events it wrote to the
 /// event outbox (none when nothing changed).
 pub async fn update_conversation(
@@ -182,6 +213,18 @@ pub async fn update_conversation(
     conversation_id: ConversationId,
     agent: &Agent,
     patch: &ConversationPatch,
+) -> StoreResult<Vec<DomainEvent>> {
+    update_conversation_with(store, conversation_id, agent, patch, None).await
+}
+
+/// [`update_conversation`]; a resolution on a channel with CSAT on also sends the customer a
+/// survey link under `links` ([`crate::csat`]).
+pub async fn update_conversation_with(
+    store: &Store,
+    conversation_id: ConversationId,
+    agent: &Agent,
+    patch: &ConversationPatch,
+    links: Option<crate::csat::SurveyLinks<'_>>,
 ) -> StoreResult<Vec<DomainEvent>> {
     let now = Utc::now();
     let at = to_millis(now);
@@ -275,6 +318,24 @@ pub async fn update_conversation(
     }
     if events.is_empty() {
         return Ok(Vec::new());
+    }
+    let resolved = events.iter().any(|e| e.kind == EventKind::Resolved);
+    if let Some(links) = links.filter(|_| resolved) {
+        let channel = tx
+            .channels_by_ids(&[conversation.channel_id])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound("channel"))?;
+        let asked = crate::csat::ask(
+            &mut tx,
+            &mut conversation,
+            &channel,
+            Some(agent.id),
+            links,
+            now,
+        )
+        .await?;
+        events.extend(asked);
     }
     tx.update_conversation_by_agent(&conversation).await?;
     let written = tx.insert_events(&events).await?;

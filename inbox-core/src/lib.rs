@@ -6,6 +6,7 @@ pub mod bus;
 pub mod business_hours;
 pub mod channel_catalog;
 pub mod channel_rules;
+pub mod csat;
 pub mod envelope;
 pub mod event_relay;
 pub mod file_name;

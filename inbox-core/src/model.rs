@@ -274,6 +274,8 @@ pub enum EventKind {
     DeliveryUpdated,
     /// An SLA target's deadline passed unmet (recorded once per deadline).
     SlaBreached,
+    /// The customer answered the satisfaction survey.
+    CsatAnswered,
 }
 
 impl EventKind {
@@ -292,6 +294,7 @@ impl EventKind {
             EventKind::Labeled => "labeled",
             EventKind::DeliveryUpdated => "delivery_updated",
             EventKind::SlaBreached => "sla_breached",
+            EventKind::CsatAnswered => "csat_answered",
         }
     }
 }

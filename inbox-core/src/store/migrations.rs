@@ -41,6 +41,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("shared/0009_metric_samples.sql"),
     migration!("shared/0010_metric_state_business_hours.sql"),
     migration!("shared/0011_sla.sql"),
+    migration!("shared/0012_csat.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -55,6 +56,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("shared/0009_metric_samples.sql"),
     migration!("shared/0010_metric_state_business_hours.sql"),
     migration!("shared/0011_sla.sql"),
+    migration!("shared/0012_csat.sql"),
 ];
 
 impl MigrationFile {

@@ -16,6 +16,7 @@ mod channels;
 mod contacts;
 mod conversations;
 mod counts;
+mod csat;
 mod cursors;
 mod dead_letters;
 mod event_outbox;
@@ -49,6 +50,8 @@ pub use conversations::{
     ConversationFilter, ConversationPage, ConversationPatch, ConversationSort, ConversationState,
 };
 pub use counts::{COUNT_CAP, ConversationCounts, StatusCounts};
+pub(crate) use csat::NewSurvey;
+pub use csat::{CsatAnswer, CsatSettings, Survey};
 pub use dead_letters::{
     DeadLetter, DeadLetterFilter, DeadLetterId, MAX_LISTED as MAX_DEAD_LETTERS_LISTED, Resolution,
 };

@@ -170,9 +170,11 @@ pub async fn authenticate(State(state): State<WebState>, request: Request, next:
     };
     let mut body = body;
     if let Some(caller) = &caller {
-        // Sign-in has its own double-submit token: a stale session must not block it.
+        // Sign-in has its own double-submit token: a stale session must not block it. A survey
+        // answer is the customer's, authorised by its link's token, never by a session.
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
-            || parts.uri.path() == "/login";
+            || parts.uri.path() == "/login"
+            || parts.uri.path().starts_with("/survey/");
         if let (false, Some(expected)) = (safe, caller.csrf_token.as_deref()) {
             let (verdict, rebuilt) = check_csrf(&parts.headers, body, expected).await;
             body = rebuilt;

@@ -418,7 +418,12 @@ async fn update(
         labels: input.labels,
         snoozed_until: input.snoozed_until,
     };
-    actions::update_conversation(&state.store, id, &agent, &patch).await?;
+    let links = inbox_core::csat::SurveyLinks {
+        base_url: &state.public_url,
+    };
+    actions::update_conversation_with(&state.store, id, &agent, &patch, Some(links)).await?;
+    // A resolution may have queued a survey message.
+    state.outbox_ready.notify_one();
     Ok(Json(
         state
             .store

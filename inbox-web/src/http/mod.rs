@@ -7,6 +7,7 @@ pub(crate) mod channels;
 pub mod client_addr;
 mod contacts;
 pub(crate) mod conversations;
+mod csat;
 pub(crate) mod dead_letters;
 pub mod device_cookie;
 mod error;
@@ -46,6 +47,8 @@ pub struct WebState {
     pub catalog: Arc<dyn ChannelCatalog>,
     /// The funnel's settings, for replaying dead letters.
     pub ingest: Arc<IngestSettings>,
+    /// The base URL customers reach the product at (survey links).
+    pub public_url: Arc<str>,
 }
 
 /// The JSON API's routes.
@@ -59,6 +62,7 @@ fn api_routes() -> RouteTable<WebState> {
         .merge(reports::routes())
         .merge(business_hours::routes())
         .merge(sla::routes())
+        .merge(csat::routes())
         .merge(openapi::routes())
 }
 

@@ -270,6 +270,21 @@ async fn meta_view(
         .await?
         .ok_or(UiError::NotFound("contact"))?;
     let others = state.store.contact_conversations(c.contact_id).await?;
+    // The customer's latest survey answer, if any.
+    let csat = state
+        .store
+        .conversation_events(c.id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| e.kind == "csat_answered")
+        .map(|e| {
+            let rating = e.data["rating"].as_i64().unwrap_or_default();
+            match e.data["comment"].as_str() {
+                Some(comment) => format!("Customer rated {rating}/5: “{comment}”"),
+                None => format!("Customer rated {rating}/5"),
+            }
+        });
     let contact_name = contact
         .name
         .clone()
@@ -295,6 +310,7 @@ async fn meta_view(
     Ok(MetaView {
         id: c.id.to_string(),
         due: super::view::DueLabel::of(c, chrono::Utc::now()),
+        csat,
         subject: c.subject.clone().unwrap_or_default(),
         status: c.status.as_str(),
         statuses: ["open", "pending", "snoozed", "resolved"]
@@ -573,7 +589,13 @@ pub async fn update(
         }
         _ => return Err(UiError::Invalid("op: assign, status or labels".into())),
     }
-    actions::update_conversation(&state.store, c.id, &viewer.agent, &patch).await?;
+    let links = inbox_core::csat::SurveyLinks {
+        base_url: &state.public_url,
+    };
+    actions::update_conversation_with(&state.store, c.id, &viewer.agent, &patch, Some(links))
+        .await?;
+    // A resolution may have queued a survey message.
+    state.outbox_ready.notify_one();
     if from_script(&headers) {
         let c = load(&state, &id).await?;
         let names = names(&state).await?;

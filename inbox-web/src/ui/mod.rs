@@ -1,6 +1,7 @@
 //! The agents' web UI: server-rendered pages (askama) that work without script, enhanced by one
 //! small module of our own (`assets/app.js`: live updates over SSE, fetch for forms, shortcuts).
-//! Every page needs a session except the sign-in page and the assets.
+//! Every page needs a session except the sign-in page, the customers' survey pages and the
+//! assets.
 
 mod admin;
 mod admin_channels;
@@ -13,6 +14,7 @@ mod live;
 mod login;
 mod reports;
 mod search;
+mod survey;
 pub(crate) mod view;
 
 use crate::http::route_table::RouteTable;
@@ -49,6 +51,8 @@ pub fn routes() -> RouteTable<WebState> {
         .get("/events/stream", live::stream)
         .get("/search", search::page)
         .get("/reports", reports::page)
+        .get("/survey/{token}", survey::show)
+        .post("/survey/{token}", survey::submit)
         .get("/contacts/{id}", contacts::page)
         .post("/contacts/{id}/merge", contacts::merge)
         .post("/contacts/merges/{id}/undo", contacts::unmerge)

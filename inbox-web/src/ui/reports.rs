@@ -68,6 +68,22 @@ pub struct VolumeRow {
     pub resolved: u64,
 }
 
+/// One row of a CSAT table.
+#[derive(Debug)]
+pub struct CsatRow {
+    pub key: String,
+    pub responses: u64,
+    pub csat: String,
+    pub mean: String,
+}
+
+/// CSAT grouped one way.
+#[derive(Debug)]
+pub struct CsatTable {
+    pub title: &'static str,
+    pub rows: Vec<CsatRow>,
+}
+
 #[derive(Template)]
 #[template(path = "reports.html")]
 pub struct ReportsPage {
@@ -89,6 +105,7 @@ pub struct ReportsPage {
     pub volume_svg: String,
     pub volume: Vec<VolumeRow>,
     pub volume_csv_href: String,
+    pub csat: Vec<CsatTable>,
 }
 
 /// The query string of the API for this report, grouped as asked, as CSV.
@@ -178,6 +195,31 @@ pub async fn page(
     let by_channel = reports::response_times(store, &grouped(GroupBy::Channel)).await?;
     let volume = reports::volume(store, &query.range, query.channel).await?;
     let names = group_names(store).await?;
+    let mut csat = Vec::new();
+    for (title, group_by) in [
+        ("Per week", GroupBy::Week),
+        ("Per agent", GroupBy::Agent),
+        ("Per channel", GroupBy::Channel),
+    ] {
+        let groups = inbox_core::csat::report(store, &query.range, group_by, query.channel).await?;
+        csat.push(CsatTable {
+            title,
+            rows: groups
+                .into_iter()
+                .map(|g| CsatRow {
+                    key: match group_by {
+                        GroupBy::Agent | GroupBy::Channel => {
+                            names.get(&g.key).cloned().unwrap_or(g.key)
+                        }
+                        _ => g.key,
+                    },
+                    responses: g.responses,
+                    csat: format!("{:.0} %", g.csat_pct),
+                    mean: format!("{:.1}", g.mean_rating),
+                })
+                .collect(),
+        });
+    }
 
     let day_medians: HashMap<&str, &Summary> = by_day
         .groups
@@ -290,6 +332,7 @@ pub async fn page(
             })
             .collect(),
         volume_csv_href: csv_href("/api/v1/reports/volume", &params, None),
+        csat,
     })
 }
 

@@ -339,6 +339,8 @@ fn reason_title(reason: ThreadReason) -> String {
 pub struct MetaView {
     pub id: String,
     pub due: Option<DueLabel>,
+    /// The customer's survey answer, in words.
+    pub csat: Option<String>,
     pub subject: String,
     pub status: &'static str,
     pub statuses: Vec<Choice>,
