@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 both_backends!(
     agent_works_a_conversation_on_desktop_and_phone,
     xss_corpus_runs_no_script_and_shows_text_escaped,
+    a_resolved_customer_answers_the_survey,
 );
 
 /// The admin's password for the sign-in form.
@@ -244,4 +245,36 @@ async fn xss_corpus_runs_no_script_and_shows_text_escaped(backend: Backend) {
         receiver.requests().is_empty(),
         "nothing was sent to customers"
     );
+}
+
+// tests/browser/csat_flow.mjs: resolve → survey delivered → answered in a browser → shown.
+async fn a_resolved_customer_answers_the_survey(backend: Backend) {
+    let (app, receiver, channel) = setup(backend).await;
+    app.store
+        .set_csat_settings(
+            channel.id,
+            inbox_core::store::CsatSettings {
+                enabled: true,
+                expiry_hours: 24,
+            },
+        )
+        .await
+        .expect("turn CSAT on");
+
+    let stdout = run_script(&app, &channel, "csat_flow.mjs").await;
+    assert!(stdout.contains("answer shown"), "{stdout}");
+
+    // One survey message went to the customer, signed, on the channel.
+    let surveys: Vec<String> = receiver
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            assert!(r.header("x-inbox-signature").is_some(), "signed: {r:?}");
+            let text = r.json()["body"]["text"].as_str()?.to_owned();
+            text.contains("/survey/").then_some(text)
+        })
+        .collect();
+    assert_eq!(surveys.len(), 1, "{surveys:?}");
+    let report = app.get_json("/api/v1/reports/csat?group_by=channel").await;
+    assert_eq!(report["groups"][0]["responses"], 1, "{report:#}");
 }
