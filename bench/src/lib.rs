@@ -9,6 +9,7 @@ mod email;
 mod ingest;
 mod kafka;
 mod live;
+mod reports;
 mod store;
 mod web;
 
@@ -26,6 +27,8 @@ pub enum BenchCommand {
     Email(email::EmailArgs),
     /// Latency of the agents' API (list, open, search) on a seeded inbox under open-loop load.
     Web(web::WebArgs),
+    /// Latency of the report API on a million conversations with realistic logs.
+    Reports(reports::ReportsArgs),
 }
 
 /// Runs one bench and prints its figures.
@@ -34,6 +37,7 @@ pub async fn execute(config: &Config, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Ingest(args) => ingest::run(config, args).await,
         BenchCommand::Email(args) => email::run(&args),
         BenchCommand::Web(args) => web::run(config, &args).await,
+        BenchCommand::Reports(args) => reports::run(config, &args).await,
     }
 }
 

@@ -126,13 +126,13 @@ pub(crate) async fn measure(target: &Target, args: &WebArgs) -> anyhow::Result<(
 
 /// A data dir (SQLite file, blobs) and, for PostgreSQL, a throwaway database.
 pub(crate) struct Target {
-    pub(super) config: Config,
+    pub(crate) config: Config,
     dir: tempfile::TempDir,
     scratch: Option<ScratchDatabase>,
 }
 
 impl Target {
-    pub(super) async fn create(config: &Config, kind: StoreKind) -> anyhow::Result<Target> {
+    pub(crate) async fn create(config: &Config, kind: StoreKind) -> anyhow::Result<Target> {
         let dir = tempfile::Builder::new()
             .prefix("inbox-bench-web-")
             .tempdir()?;
@@ -163,7 +163,7 @@ impl Target {
         })
     }
 
-    pub(super) async fn finish(self, keep: bool) -> anyhow::Result<()> {
+    pub(crate) async fn finish(self, keep: bool) -> anyhow::Result<()> {
         if keep {
             let dir = self.dir.keep();
             match &self.config.database_url {
@@ -184,13 +184,13 @@ impl Target {
 // delayed by the server's tasks (both share the machine's cores).
 
 pub(crate) struct Server {
-    pub(super) base: String,
+    pub(crate) base: String,
     shutdown: CancellationToken,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Server {
-    pub(super) async fn start(config: Config) -> anyhow::Result<Server> {
+    pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         let (ready, started) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("bench-web-server".into())
@@ -239,7 +239,7 @@ impl Server {
         Ok(server)
     }
 
-    pub(super) async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let thread = self.thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
