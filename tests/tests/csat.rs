@@ -31,6 +31,19 @@ fn survey_link(receiver: &Receiver) -> Option<String> {
     })
 }
 
+async fn set_status(app: &TestApp, id: &str, status: &str) {
+    json_of(
+        app.api_patch(
+            &format!("/api/v1/conversations/{id}"),
+            &json!({ "status": status }),
+        )
+        .await,
+        StatusCode::OK,
+        status,
+    )
+    .await;
+}
+
 async fn expire_all_surveys(app: &TestApp) {
     let sql = "UPDATE csat_surveys SET expires_at = 0";
     match app.store.raw_pool() {
@@ -77,16 +90,7 @@ async fn a_resolution_asks_and_the_answer_counts(backend: Backend) {
         None,
         "no survey before the resolution"
     );
-    json_of(
-        app.api_patch(
-            &format!("/api/v1/conversations/{id}"),
-            &json!({"status": "resolved"}),
-        )
-        .await,
-        StatusCode::OK,
-        "resolve",
-    )
-    .await;
+    set_status(&app, &id, "resolved").await;
     let link = wait_for(Duration::from_secs(10), "the survey message", async || {
         survey_link(&receiver)
     })
@@ -162,26 +166,8 @@ async fn a_resolution_asks_and_the_answer_counts(backend: Backend) {
     assert!(reports_page.contains("100 %"), "{reports_page}");
 
     // A second resolution sends a new link; once expired it answers 410.
-    json_of(
-        app.api_patch(
-            &format!("/api/v1/conversations/{id}"),
-            &json!({"status": "open"}),
-        )
-        .await,
-        StatusCode::OK,
-        "reopen",
-    )
-    .await;
-    json_of(
-        app.api_patch(
-            &format!("/api/v1/conversations/{id}"),
-            &json!({"status": "resolved"}),
-        )
-        .await,
-        StatusCode::OK,
-        "resolve again",
-    )
-    .await;
+    set_status(&app, &id, "open").await;
+    set_status(&app, &id, "resolved").await;
     let second = wait_for(Duration::from_secs(10), "the second survey", async || {
         let links: Vec<String> = receiver
             .requests()

@@ -42,6 +42,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("shared/0010_metric_state_business_hours.sql"),
     migration!("shared/0011_sla.sql"),
     migration!("shared/0012_csat.sql"),
+    migration!("shared/0013_metric_samples_covering.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -57,6 +58,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("shared/0010_metric_state_business_hours.sql"),
     migration!("shared/0011_sla.sql"),
     migration!("shared/0012_csat.sql"),
+    migration!("shared/0013_metric_samples_covering.sql"),
 ];
 
 impl MigrationFile {
