@@ -82,18 +82,23 @@ struct SettingsRow {
     expiry_hours: i64,
 }
 
+const SETTINGS: &str = "SELECT enabled, expiry_hours FROM csat_settings WHERE channel_id = $1";
+
+/// A channel's setting as stored, off when it has none.
+fn settings_of(row: Option<SettingsRow>) -> CsatSettings {
+    row.map_or_else(CsatSettings::default, |r| CsatSettings {
+        enabled: r.enabled != 0,
+        expiry_hours: r.expiry_hours,
+    })
+}
+
 impl Store {
     pub async fn csat_settings(&self, channel: ChannelId) -> StoreResult<CsatSettings> {
-        let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, SettingsRow>(
-            "SELECT enabled, expiry_hours FROM csat_settings WHERE channel_id = $1",
-        )
-        .bind(channel)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(row.map_or_else(CsatSettings::default, |r| CsatSettings {
-            enabled: r.enabled != 0,
-            expiry_hours: r.expiry_hours,
-        }))
+        let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, SettingsRow>(SETTINGS)
+            .bind(channel)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(settings_of(row))
     }
 
     pub async fn set_csat_settings(
@@ -154,16 +159,11 @@ impl Store {
 
 impl StoreTx {
     pub(crate) async fn csat_settings(&mut self, channel: ChannelId) -> StoreResult<CsatSettings> {
-        let row = on_tx!(self, conn, Db => sqlx::query_as::<Db, SettingsRow>(
-            "SELECT enabled, expiry_hours FROM csat_settings WHERE channel_id = $1",
-        )
-        .bind(channel)
-        .fetch_optional(&mut *conn)
-        .await)?;
-        Ok(row.map_or_else(CsatSettings::default, |r| CsatSettings {
-            enabled: r.enabled != 0,
-            expiry_hours: r.expiry_hours,
-        }))
+        let row = on_tx!(self, conn, Db => sqlx::query_as::<Db, SettingsRow>(SETTINGS)
+            .bind(channel)
+            .fetch_optional(&mut *conn)
+            .await)?;
+        Ok(settings_of(row))
     }
 
     pub(crate) async fn insert_survey(&mut self, s: &NewSurvey<'_>) -> StoreResult<()> {

@@ -71,6 +71,26 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The conversation's latest log row of one kind (index on conversation and time).
+    pub async fn latest_event(
+        &self,
+        id: ConversationId,
+        kind: EventKind,
+    ) -> StoreResult<Option<ConversationEvent>> {
+        let row = on_pool!(self, pool, Db => sqlx::query_as::<Db, EventRow>(
+            "SELECT id, conversation_id, kind, actor_kind, actor_id, message_id, data, at
+             FROM conversation_events WHERE conversation_id = $1 AND kind = $2
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_optional(pool)
+        .await)?;
+        row.map(ConversationEvent::try_from).transpose()
+    }
+}
+
 impl StoreTx {
     /// The logs of several conversations, each oldest first.
     pub(crate) async fn logs_of(

@@ -273,11 +273,8 @@ async fn meta_view(
     // The customer's latest survey answer, if any.
     let csat = state
         .store
-        .conversation_events(c.id)
+        .latest_event(c.id, inbox_core::model::EventKind::CsatAnswered)
         .await?
-        .into_iter()
-        .rev()
-        .find(|e| e.kind == "csat_answered")
         .map(|e| {
             let rating = e.data["rating"].as_i64().unwrap_or_default();
             match e.data["comment"].as_str() {
