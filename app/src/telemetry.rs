@@ -4,6 +4,7 @@
 //! [`SAMPLE`], the pool and HTTP request durations per process, and counters where things happen
 //! (ingest, deliveries, source errors, SSE clients).
 
+use std::collections::HashMap;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::Utc;
+use inbox_core::ids::ChannelId;
 use inbox_core::store::{ChannelStatus, Store, StoreResult};
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use tokio::task::JoinHandle;
@@ -18,6 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the store-derived gauges are refreshed.
 pub const SAMPLE: Duration = Duration::from_secs(10);
+
+/// How often each channel's latest message is read again for them: it sums over every
+/// conversation (a second of a core at a million), and only matters for a channel without any
+/// recorded success, so a few minutes old is fine.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(300);
+
+/// Each channel's latest message as last read, and when it was read.
+type Activity = Option<(Instant, HashMap<ChannelId, chrono::DateTime<Utc>>)>;
 
 /// Buckets of `inbox_http_request_duration_seconds`.
 pub const HTTP_BUCKETS: &[f64] = &[
@@ -95,8 +105,9 @@ pub fn describe() {
 /// Keeps the store-derived gauges current until `shutdown`; the first sample is taken at once.
 pub fn sample_store(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut activity: Activity = None;
         loop {
-            if let Err(error) = sample(&store).await {
+            if let Err(error) = sample(&store, &mut activity).await {
                 tracing::debug!(%error, "Metrics not sampled.");
             }
             tokio::select! {
@@ -125,10 +136,22 @@ pub fn sample_pool(store: Store, shutdown: CancellationToken) -> JoinHandle<()> 
     })
 }
 
-async fn sample(store: &Store) -> StoreResult<()> {
+async fn sample(store: &Store, activity: &mut Activity) -> StoreResult<()> {
     let channels = store.channels().await?;
     let mut health = store.channel_health().await?;
-    let mut activity = store.channel_activity().await?;
+    if activity
+        .as_ref()
+        .is_none_or(|(at, _)| at.elapsed() >= ACTIVITY_EVERY)
+    {
+        let latest = store
+            .channel_activity()
+            .await?
+            .into_iter()
+            .map(|(id, (_, at))| (id, at))
+            .collect();
+        *activity = Some((Instant::now(), latest));
+    }
+    let latest = activity.as_ref().map(|(_, latest)| latest);
     let mut dead = store.open_dead_letter_counts().await?;
     let now = Utc::now();
     for channel in channels.iter().filter(|c| c.deleted_at.is_none()) {
@@ -137,7 +160,7 @@ async fn sample(store: &Store) -> StoreResult<()> {
             ("kind", channel.kind.to_string()),
         ];
         let h = health.remove(&channel.id).unwrap_or_default();
-        let last_message = activity.remove(&channel.id).map(|(_, at)| at);
+        let last_message = latest.and_then(|l| l.get(&channel.id)).copied();
         let status = h.status(channel, last_message);
         let up = matches!(status, ChannelStatus::Ok | ChannelStatus::Idle);
         metrics::gauge!("inbox_channel_up", &labels).set(if up { 1.0 } else { 0.0 });

@@ -47,6 +47,10 @@ pub struct ReportsArgs {
     /// Keep the seeded database (and print where it is).
     #[arg(long)]
     keep: bool,
+    /// Measure on a database kept by an earlier run (its data directory, or its PostgreSQL
+    /// URL) instead of seeding one; it is left as it is.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    reuse: Option<String>,
 }
 
 pub async fn run(config: &inbox_app::config::Config, args: &ReportsArgs) -> anyhow::Result<()> {
@@ -60,15 +64,27 @@ pub async fn run(config: &inbox_app::config::Config, args: &ReportsArgs) -> anyh
         "bench reports: {} conversations over {} days, {} agents, store {:?}; {} requests per shape",
         args.conversations, args.days, args.agents, args.store, args.requests
     );
-    let target = Target::create(config, args.store).await?;
+    let target = match &args.reuse {
+        Some(kept) => Target::reuse(config, kept)?,
+        None => Target::create(config, args.store).await?,
+    };
     let outcome = measure(&target, args).await;
-    target.finish(args.keep).await?;
+    target.finish(args.keep || args.reuse.is_some()).await?;
     outcome
 }
 
 async fn measure(target: &Target, args: &ReportsArgs) -> anyhow::Result<()> {
     let store = Store::open(&target.config.store()).await?;
-    let token = seed(&store, args).await?;
+    let token = match args.reuse {
+        Some(_) => {
+            let agent = store
+                .agent_by_email("agent0@example.com")
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("not a database this bench seeded"))?;
+            store.create_api_token(agent.id, "bench reports").await?
+        }
+        None => seed(&store, args).await?,
+    };
     let server = Server::start(target.config.clone()).await?;
     let client = reqwest::Client::new();
     let today = Utc::now().date_naive();

@@ -202,6 +202,109 @@ async fn canned_replies_are_managed_and_offered(backend: Backend) {
     app.stop().await;
 }
 
+both_backends!(admins_set_business_hours_sla_policies_and_surveys);
+async fn admins_set_business_hours_sla_policies_and_surveys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = app
+        .create_webhook_channel("http://127.0.0.1:9/unused")
+        .await;
+    let admin = Browser::sign_in(&app, Role::Admin).await;
+    let (status, page) = admin.get("/admin/service-levels").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("business time is calendar time"), "{page}");
+
+    // Business hours: a bad zone is refused naming the field, a good schedule is stored.
+    let mut hours = vec![("time_zone", "Mars/Olympus"), ("monday", "09:00-17:00")];
+    let response = admin
+        .post("/admin/service-levels/business-hours", &hours)
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("schedule.time_zone")
+    );
+    hours[0].1 = "Europe/Berlin";
+    hours.push(("tuesday", "09:00-12:00, 13:00-17:00"));
+    hours.push(("holidays", "2026-12-25"));
+    let response = admin
+        .post("/admin/service-levels/business-hours", &hours)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stored = app.store.schedule_entries(None).await.unwrap();
+    let schedule = stored.last().unwrap().schedule.clone().unwrap();
+    assert_eq!(schedule.time_zone, "Europe/Berlin");
+    assert_eq!(schedule.tuesday, ["09:00-12:00", "13:00-17:00"]);
+    assert_eq!(schedule.holidays, ["2026-12-25"]);
+    let (_, page) = admin.get("/admin/service-levels").await;
+    assert!(
+        page.contains(r#"value="09:00-12:00, 13:00-17:00""#),
+        "{page}"
+    );
+
+    // SLA policies: one without a target is refused; one is added, shown and deleted.
+    let policy = |first: &'static str| {
+        vec![
+            ("name", "VIP"),
+            ("channel_id", ""),
+            ("label", "VIP"),
+            ("first_reply_minutes", first),
+            ("next_reply_minutes", ""),
+            ("resolution_minutes", "480"),
+            ("business_hours", "false"),
+        ]
+    };
+    let mut none = policy("");
+    none[5].1 = "";
+    let response = admin.post("/admin/service-levels/sla", &none).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("at least one target")
+    );
+    let response = admin.post("/admin/service-levels/sla", &policy("90")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("first reply within 1 h 30 min, resolution within 8 h"),
+        "{page}"
+    );
+    let policies = app.store.sla_policies().await.unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].label.as_deref(), Some("vip"));
+    assert_eq!(policies[0].first_reply_s, Some(5400));
+    assert!(!policies[0].business_hours);
+    let response = admin
+        .post(
+            &format!("/admin/service-levels/sla/{}/delete", policies[0].id),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(app.store.sla_policies().await.unwrap().is_empty());
+
+    // Surveys: off by default, turned on for one channel with a day's expiry.
+    assert!(!app.store.csat_settings(channel.id).await.unwrap().enabled);
+    let path = format!("/admin/service-levels/csat/{}", channel.id);
+    let response = admin
+        .post(&path, &[("enabled", "true"), ("expiry_hours", "9999")])
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = admin
+        .post(&path, &[("enabled", "true"), ("expiry_hours", "24")])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let settings = app.store.csat_settings(channel.id).await.unwrap();
+    assert!(settings.enabled);
+    assert_eq!(settings.expiry_hours, 24);
+    app.stop().await;
+}
+
 both_backends!(admins_add_channels_agents_and_tokens);
 async fn admins_add_channels_agents_and_tokens(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -101,6 +101,31 @@ fn table() -> Vec<Row> {
             Form(""),
             [303, 403, 404],
         ),
+        Row("GET", "/admin/service-levels", None, ADMIN_PAGE),
+        Row(
+            "POST",
+            "/admin/service-levels/business-hours",
+            Form("action=none"),
+            ADMIN_PAGE,
+        ),
+        Row(
+            "POST",
+            "/admin/service-levels/sla",
+            Form("name=P{n}&first_reply_minutes=30&business_hours=true"),
+            ADMIN_PAGE,
+        ),
+        Row(
+            "POST",
+            "/admin/service-levels/sla/{random}/delete",
+            Form(""),
+            [303, 403, 404],
+        ),
+        Row(
+            "POST",
+            "/admin/service-levels/csat/{channel}",
+            Form("enabled=false&expiry_hours=24"),
+            ADMIN_PAGE,
+        ),
         Row("GET", "/admin/agents", None, ADMIN_PAGE),
         Row(
             "POST",

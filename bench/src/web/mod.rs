@@ -163,6 +163,33 @@ impl Target {
         })
     }
 
+    /// A database kept by an earlier run (`--keep`): a data directory, or a PostgreSQL URL. It
+    /// is left as it is at the end.
+    pub(crate) fn reuse(config: &Config, kept: &str) -> anyhow::Result<Target> {
+        let dir = tempfile::Builder::new()
+            .prefix("inbox-bench-web-")
+            .tempdir()?;
+        let postgres = kept.starts_with("postgres://") || kept.starts_with("postgresql://");
+        let app = Config {
+            data_dir: if postgres {
+                dir.path().to_path_buf()
+            } else {
+                std::path::PathBuf::from(kept)
+            },
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops_listen: None,
+            kafka: None,
+            database_url: postgres.then(|| kept.to_owned()),
+            public_url: None,
+            ..config.clone()
+        };
+        Ok(Target {
+            config: app,
+            dir,
+            scratch: None,
+        })
+    }
+
     pub(crate) async fn finish(self, keep: bool) -> anyhow::Result<()> {
         if keep {
             let dir = self.dir.keep();

@@ -6,12 +6,15 @@
 
 use std::collections::BTreeMap;
 
+use super::rollup::RolledSample;
 use crate::business_hours::Schedules;
 use crate::ids::{ChannelId, ConversationId};
 use crate::metrics::{MetricsState, Sample, reads_kind, timeline};
 use crate::model::{ConversationEvent, to_millis};
 use crate::sla::{self, Due, SlaPolicy};
-use crate::store::{Measured, NumberedSample, ReadState, StoreResult, StoreTx};
+use crate::store::{
+    Measured, NumberedSample, ReadState, RollupChanges, RollupKey, StoreResult, StoreTx,
+};
 
 /// What measuring reads besides the log: schedules and SLA policies.
 pub(super) struct Context {
@@ -119,7 +122,8 @@ pub(crate) async fn measure_appended(
     }
     measure_from_log(tx, &again, &context, &mut found).await?;
     let replaced: Vec<ConversationId> = again.iter().map(|c| c.id).collect();
-    write(tx, &replaced, &found).await
+    let changes = write(tx, &replaced, &found).await?;
+    tx.refresh_rollups(changes).await
 }
 
 /// Measures conversations from their whole log (samples numbered from 0).
@@ -148,17 +152,41 @@ pub(super) async fn measure_from_log(
 }
 
 /// Writes what was measured: the samples of `replaced` conversations anew, the others appended.
+/// Returns how the roll-ups' hours changed (for the caller to bring them up to date).
 pub(super) async fn write(
     tx: &mut StoreTx,
     replaced: &[ConversationId],
     found: &Found,
-) -> StoreResult<()> {
-    tx.delete_metric_samples(replaced).await?;
+) -> StoreResult<RollupChanges> {
+    let mut changes = RollupChanges {
+        dropped: tx
+            .delete_metric_samples(replaced)
+            .await?
+            .into_iter()
+            .collect(),
+        added: BTreeMap::new(),
+    };
+    for n in &found.samples {
+        let ended_at = to_millis(n.sample.ended_at);
+        changes
+            .added
+            .entry(RollupKey::of(n.sample.metric, ended_at))
+            .or_default()
+            .push(RolledSample {
+                ended_at,
+                calendar_s: n.sample.calendar_s,
+                business_s: n.sample.business_s,
+                channel: n.channel,
+                agent: n.sample.agent,
+                sla_met: n.sla_met,
+            });
+    }
     tx.insert_metric_samples(&found.samples).await?;
     let states: Vec<(ConversationId, &ReadState)> =
         found.states.iter().map(|(id, read)| (*id, read)).collect();
     tx.upsert_read_states(&states).await?;
-    tx.set_sla_due(&found.dues).await
+    tx.set_sla_due(&found.dues).await?;
+    Ok(changes)
 }
 
 /// A log row's place in the timeline's order.

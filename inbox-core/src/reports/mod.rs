@@ -4,10 +4,11 @@
 mod measure;
 mod query;
 mod rebuild;
+pub(crate) mod rollup;
 
 pub(crate) use measure::measure_appended;
 pub use query::{
     Attainment, Group, GroupBy, Hours, MAX_DAYS, Range, Report, ReportQuery, VolumeDay,
-    response_times, volume,
+    response_times, response_times_from_samples, volume,
 };
 pub use rebuild::{Rebuilt, rebuild};

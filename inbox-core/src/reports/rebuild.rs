@@ -1,6 +1,9 @@
 //! `inbox reports rebuild`: recomputes every conversation's response-time samples from its log
 //! (docs/metrics.md), page by page, each page in one transaction that locks its conversations, so
-//! a change arriving meanwhile waits and is not lost.
+//! a change arriving meanwhile waits and is not lost. The roll-ups of the hours whose samples
+//! changed are rewritten at the end (until then a report of those hours shows the old figures).
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
@@ -26,9 +29,12 @@ pub async fn rebuild(
 ) -> StoreResult<Rebuilt> {
     let mut done = Rebuilt::default();
     let mut after = None;
+    // Each hour's roll-up is rewritten once, at the end, rather than on every page.
+    let mut touched = BTreeSet::new();
     loop {
         let ids = store.conversations_to_measure(since, after, PAGE).await?;
         let Some(last) = ids.last().copied() else {
+            store.refresh_rollups(&touched).await?;
             return Ok(done);
         };
         let mut tx = store.begin().await?;
@@ -37,7 +43,7 @@ pub async fn rebuild(
         let mut found = Found::default();
         measure_from_log(&mut tx, &conversations, &context, &mut found).await?;
         let measured: Vec<_> = conversations.iter().map(|c| c.id).collect();
-        write(&mut tx, &measured, &found).await?;
+        touched.extend(write(&mut tx, &measured, &found).await?.keys());
         tx.commit().await?;
         done.conversations += conversations.len() as u64;
         done.samples += found.samples.len() as u64;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, QueryBuilder};
 
-use super::{CHUNK, RowLock, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
+use super::{CHUNK, RollupKey, RowLock, Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
 use crate::ids::{AgentId, ChannelId, ConversationId};
 use crate::metrics::{Metric, MetricsState, Sample};
 use crate::model::{from_millis, to_millis};
@@ -178,16 +178,19 @@ impl Store {
         })?)
     }
 
-    /// When each conversation in `[from, to)` was opened (of one channel, if given).
+    /// How many conversations were opened in each quarter hour of `[from, to)` (of one channel,
+    /// if given), by the quarter's first ms: every time zone's offset today is a whole number of
+    /// quarter hours, so a quarter lies within one local day.
     pub async fn conversations_opened(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         channel: Option<ChannelId>,
-    ) -> StoreResult<Vec<i64>> {
-        Ok(on_pool!(self, pool, Db => {
+    ) -> StoreResult<Vec<(i64, u64)>> {
+        let rows = on_pool!(self, pool, Db => {
             let mut qb = QueryBuilder::<Db>::new(
-                "SELECT created_at FROM conversations WHERE created_at >= ",
+                "SELECT (created_at / 900000) * 900000 AS quarter, COUNT(*) AS opened
+                 FROM conversations WHERE created_at >= ",
             );
             qb.push_bind(to_millis(from))
                 .push(" AND created_at < ")
@@ -195,8 +198,13 @@ impl Store {
             if let Some(channel) = channel {
                 qb.push(" AND channel_id = ").push_bind(channel);
             }
-            qb.build_query_scalar::<i64>().fetch_all(pool).await
-        })?)
+            qb.push(" GROUP BY quarter");
+            qb.build_query_as::<(i64, i64)>().fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(quarter, n)| (quarter, u64::try_from(n).unwrap_or(0)))
+            .collect())
     }
 }
 
@@ -294,24 +302,31 @@ impl StoreTx {
         Ok(found)
     }
 
-    /// Drops the samples of some conversations (before they are measured again from scratch).
+    /// Drops the samples of some conversations (before they are measured again from scratch);
+    /// returns the roll-ups they were in.
     pub(crate) async fn delete_metric_samples(
         &mut self,
         ids: &[ConversationId],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<RollupKey>> {
+        let mut dropped = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            on_tx!(self, conn, Db => {
+            let rows = on_tx!(self, conn, Db => {
                 let mut qb =
                     QueryBuilder::<Db>::new("DELETE FROM metric_samples WHERE conversation_id IN (");
                 let mut list = qb.separated(", ");
                 for id in chunk {
                     list.push_bind(*id);
                 }
-                qb.push(")");
-                qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())
+                qb.push(") RETURNING metric, ended_at");
+                qb.build_query_as::<(String, i64)>().fetch_all(&mut *conn).await
             })?;
+            for (metric, ended_at) in rows {
+                let metric = Metric::parse(&metric)
+                    .ok_or_else(|| StoreError::Corrupt(format!("metric {metric}")))?;
+                dropped.push(RollupKey::of(metric, ended_at));
+            }
         }
-        Ok(())
+        Ok(dropped)
     }
 
     pub(crate) async fn insert_metric_samples(

@@ -43,6 +43,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("shared/0011_sla.sql"),
     migration!("shared/0012_csat.sql"),
     migration!("shared/0013_metric_samples_covering.sql"),
+    migration!("sqlite/0014_metric_rollups.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -59,6 +60,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("shared/0011_sla.sql"),
     migration!("shared/0012_csat.sql"),
     migration!("shared/0013_metric_samples_covering.sql"),
+    migration!("postgres/0014_metric_rollups.sql"),
 ];
 
 impl MigrationFile {

@@ -24,6 +24,7 @@ mod events;
 mod funnel;
 mod merges;
 mod messages;
+mod metric_rollups;
 mod metric_samples;
 mod migrations;
 mod outbox;
@@ -61,6 +62,7 @@ pub use events::NewEvent;
 pub use funnel::KnownExternalId;
 pub use merges::{ContactMerge, FilledField, MergeId};
 pub use messages::{MessagePage, NewMessage};
+pub(crate) use metric_rollups::{RollupChanges, RollupKey, RollupRow};
 pub(crate) use metric_samples::{Measured, NumberedSample, ReadState};
 pub use metric_samples::{ReportSample, SampleFilter};
 pub use outbox::OutboxEntry;
@@ -239,9 +241,17 @@ impl Store {
 
     pub async fn migrate(&self) -> StoreResult<()> {
         match &self.backend {
-            Backend::Sqlite(pool) => sqlite::migrate(pool).await,
-            Backend::Postgres(pool) => postgres::migrate(pool).await,
+            Backend::Sqlite(pool) => sqlite::migrate(pool).await?,
+            Backend::Postgres(pool) => postgres::migrate(pool).await?,
         }
+        let rolled = self.backfill_rollups().await?;
+        if rolled > 0 {
+            tracing::info!(
+                rollups = rolled,
+                "Rolled up the samples stored before roll-ups."
+            );
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> &'static str {

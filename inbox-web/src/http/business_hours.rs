@@ -36,10 +36,10 @@ const SKEW: Duration = Duration::minutes(1);
 pub struct ScheduleChangeBody {
     /// The weekly schedule; `null`: none (the default: business time is calendar time; a
     /// channel: the default applies again).
-    schedule: Option<ScheduleConfig>,
+    pub(crate) schedule: Option<ScheduleConfig>,
     /// When it takes effect (RFC 3339, not in the past); default now.
     #[schema(value_type = Option<String>, format = DateTime)]
-    effective_at: Option<DateTime<Utc>>,
+    pub(crate) effective_at: Option<DateTime<Utc>>,
 }
 
 /// One schedule change as stored.
@@ -89,7 +89,18 @@ async fn add(
     admin: AgentId,
     body: &Bytes,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
-    let change: ScheduleChangeBody = parse_json(body)?;
+    add_change(state, channel, admin, parse_json(body)?).await?;
+    let entries = state.store.schedule_entries(channel).await?;
+    Ok((StatusCode::CREATED, Json(view(entries))))
+}
+
+/// Checks and stores a schedule change (the API and the admin page).
+pub(crate) async fn add_change(
+    state: &WebState,
+    channel: Option<ChannelId>,
+    admin: AgentId,
+    change: ScheduleChangeBody,
+) -> Result<(), ApiError> {
     if let Some(schedule) = &change.schedule {
         BusinessHours::try_from(schedule)
             .map_err(|e| ApiError::invalid(format!("schedule.{}", e.field), e.message))?;
@@ -106,8 +117,7 @@ async fn add(
         .store
         .add_schedule(channel, effective_at, change.schedule.as_ref(), Some(admin))
         .await?;
-    let entries = state.store.schedule_entries(channel).await?;
-    Ok((StatusCode::CREATED, Json(view(entries))))
+    Ok(())
 }
 
 /// The default schedule of every channel without its own.

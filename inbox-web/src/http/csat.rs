@@ -29,9 +29,9 @@ pub fn routes() -> RouteTable<WebState> {
 #[serde(deny_unknown_fields)]
 pub struct CsatBody {
     /// Send a survey link when a conversation is resolved.
-    enabled: bool,
+    pub(crate) enabled: bool,
     /// How long a link can be answered, 1 to 720 hours (default 168, a week).
-    expiry_hours: Option<i64>,
+    pub(crate) expiry_hours: Option<i64>,
 }
 
 /// A channel's CSAT setting (off by default).
@@ -78,19 +78,23 @@ pub(crate) async fn set(
     body: Bytes,
 ) -> Result<Json<CsatSettings>, ApiError> {
     let channel = channel_of(&state, &id).await?;
-    let body: CsatBody = parse_json(&body)?;
+    let settings = checked(parse_json(&body)?)?;
+    state.store.set_csat_settings(channel.id, settings).await?;
+    Ok(Json(settings))
+}
+
+/// A setting as given, checked (the API and the admin page).
+pub(crate) fn checked(body: CsatBody) -> Result<CsatSettings, ApiError> {
     let expiry_hours = body
         .expiry_hours
         .unwrap_or(CsatSettings::default().expiry_hours);
     if !(1..=720).contains(&expiry_hours) {
         return Err(ApiError::invalid("expiry_hours", "1 to 720"));
     }
-    let settings = CsatSettings {
+    Ok(CsatSettings {
         enabled: body.enabled,
         expiry_hours,
-    };
-    state.store.set_csat_settings(channel.id, settings).await?;
-    Ok(Json(settings))
+    })
 }
 
 /// One group of the CSAT report, with the agent's or channel's name.

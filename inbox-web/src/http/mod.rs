@@ -2,12 +2,12 @@
 
 pub(crate) mod attachments;
 pub mod auth;
-mod business_hours;
+pub(crate) mod business_hours;
 pub(crate) mod channels;
 pub mod client_addr;
 mod contacts;
 pub(crate) mod conversations;
-mod csat;
+pub(crate) mod csat;
 pub(crate) mod dead_letters;
 pub mod device_cookie;
 mod error;
@@ -16,7 +16,7 @@ pub(crate) mod reports;
 pub mod route_table;
 mod search;
 pub mod sign_in_limits;
-mod sla;
+pub(crate) mod sla;
 
 use std::sync::Arc;
 

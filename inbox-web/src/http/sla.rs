@@ -31,21 +31,21 @@ const MAX_MINUTES: i64 = 366 * 24 * 60;
 #[serde(deny_unknown_fields)]
 pub struct NewPolicyBody {
     /// For people (1 to 100 characters).
-    name: String,
+    pub(crate) name: String,
     /// Only this channel's conversations.
     #[schema(value_type = Option<String>, format = Uuid)]
-    channel_id: Option<ChannelId>,
+    pub(crate) channel_id: Option<ChannelId>,
     /// Only conversations with this label.
-    label: Option<String>,
+    pub(crate) label: Option<String>,
     /// The first human reply of a cycle within this many minutes.
-    first_reply_minutes: Option<i64>,
+    pub(crate) first_reply_minutes: Option<i64>,
     /// Every later reply within this many minutes of the customer's message.
-    next_reply_minutes: Option<i64>,
+    pub(crate) next_reply_minutes: Option<i64>,
     /// Resolved within this many minutes of the cycle's start.
-    resolution_minutes: Option<i64>,
+    pub(crate) resolution_minutes: Option<i64>,
     /// Minutes of the channel's business hours (default) or of the calendar.
     #[serde(default = "yes")]
-    business_hours: bool,
+    pub(crate) business_hours: bool,
 }
 
 fn yes() -> bool {
@@ -99,7 +99,18 @@ pub(crate) async fn create(
     _admin: AdminAgent,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SlaPolicy>), ApiError> {
-    let body: NewPolicyBody = parse_json(&body)?;
+    let new = checked(&state, parse_json(&body)?).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.add_sla_policy(&new).await?),
+    ))
+}
+
+/// A policy to add as given, checked (the API and the admin page).
+pub(crate) async fn checked(
+    state: &WebState,
+    body: NewPolicyBody,
+) -> Result<NewSlaPolicy, ApiError> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name", "1 to 100 characters"));
@@ -127,10 +138,7 @@ pub(crate) async fn create(
             "a policy needs at least one target",
         ));
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(state.store.add_sla_policy(&new).await?),
-    ))
+    Ok(new)
 }
 
 /// Removes a policy (admins only).

@@ -5,6 +5,7 @@
 
 mod admin;
 mod admin_channels;
+mod admin_service_levels;
 mod assets;
 mod canned;
 mod charts;
@@ -70,6 +71,26 @@ pub fn routes() -> RouteTable<WebState> {
         .post(
             "/admin/dead-letters/{id}/{action}",
             admin_channels::dead_letter_action,
+        )
+        .get(
+            "/admin/service-levels",
+            admin_service_levels::service_levels,
+        )
+        .post(
+            "/admin/service-levels/business-hours",
+            admin_service_levels::set_business_hours,
+        )
+        .post(
+            "/admin/service-levels/sla",
+            admin_service_levels::add_policy,
+        )
+        .post(
+            "/admin/service-levels/sla/{id}/delete",
+            admin_service_levels::delete_policy,
+        )
+        .post(
+            "/admin/service-levels/csat/{id}",
+            admin_service_levels::set_csat,
         )
         .get("/admin/agents", admin::agents)
         .post("/admin/agents", admin::add_agent)
