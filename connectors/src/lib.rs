@@ -14,6 +14,7 @@ mod kind;
 mod registry;
 pub mod runner;
 pub mod sources;
+pub mod telegram;
 pub mod webhook;
 
 pub use config::{KindConfig, decode_config, parse_config, read_secret};

@@ -9,7 +9,7 @@ use inbox_core::channel_catalog::{
 use inbox_core::envelope::{ChannelKind, InboundMessage};
 use inbox_core::model::Channel;
 
-use crate::{Connector, IntakeContext, email, webhook};
+use crate::{Connector, IntakeContext, email, telegram, webhook};
 
 /// The connectors of this build, in the order they are listed.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,8 @@ impl Registry {
     pub fn with_builtin_blobs(blobs: Arc<dyn object_store::ObjectStore>) -> Self {
         let mut registry = Registry::default();
         registry.register(Arc::new(webhook::WebhookConnector::new()));
-        registry.register(Arc::new(email::EmailConnector::new(blobs)));
+        registry.register(Arc::new(email::EmailConnector::new(blobs.clone())));
+        registry.register(Arc::new(telegram::TelegramConnector::new(blobs)));
         registry
     }
 

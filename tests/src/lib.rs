@@ -22,6 +22,7 @@ pub mod change_stream;
 pub mod kafka;
 pub mod mail;
 pub mod session;
+pub mod telegram;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,0 +1,189 @@
+//! The Telegram channel: a bot's private chats by long polling (`source`), replies by the Bot API
+//! (`sink`), updates → envelopes (`parse`). docs/channels/telegram.md says what is taken.
+
+pub mod api;
+mod config;
+pub mod parse;
+mod sink;
+pub mod source;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use clap::FromArgMatches;
+pub use config::{DEFAULT_API_URL, GroupMessages, Mode, TelegramArgs, TelegramConfig};
+use inbox_core::channel_catalog::{
+    ConfigError, ConfigField, ConnectionCheck, ConnectionReport, FieldInput, KindInfo,
+};
+use inbox_core::channel_rules::ChannelRules;
+use inbox_core::envelope::{ChannelKind, OutboundMessage};
+use inbox_core::model::Channel;
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    CliChannel, Connector, Delivered, DeliveryError, SourceContext, decode_config, parse_config,
+    read_secret,
+};
+
+pub const KIND: ChannelKind = ChannelKind::named("telegram");
+
+/// Telegram channels; replies' attachments are read from `blobs`.
+#[derive(Debug, Clone)]
+pub struct TelegramConnector {
+    blobs: Arc<dyn ObjectStore>,
+}
+
+impl TelegramConnector {
+    pub fn new(blobs: Arc<dyn ObjectStore>) -> Self {
+        TelegramConnector { blobs }
+    }
+}
+
+fn token(config: &TelegramConfig) -> Result<String, String> {
+    read_secret(
+        config.token_env.as_deref(),
+        config.token_file.as_deref(),
+        "bot token",
+    )
+}
+
+const fn field(
+    name: &'static str,
+    label: &'static str,
+    help: &'static str,
+    input: FieldInput,
+    required: bool,
+) -> ConfigField {
+    ConfigField {
+        name,
+        label,
+        help,
+        input,
+        required,
+    }
+}
+
+#[async_trait]
+impl Connector for TelegramConnector {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn info(&self) -> KindInfo {
+        use FieldInput::*;
+        KindInfo {
+            kind: KIND,
+            display_name: "Telegram",
+            icon: "✈",
+            description: "A Telegram bot: customers' private chats with it become conversations; \
+                          replies are sent by the bot.",
+            fields: vec![
+                field(
+                    "token_env",
+                    "Token variable",
+                    "The environment variable holding the bot token from BotFather (never stored).",
+                    SecretEnv,
+                    true,
+                ),
+                field(
+                    "api_url",
+                    "Bot API server",
+                    "Telegram's by default; a self-hosted telegram-bot-api (scheme, host, port).",
+                    Url,
+                    false,
+                ),
+                field(
+                    "group_messages",
+                    "Group messages",
+                    "mentions: only those mentioning or replying to the bot; all: every one.",
+                    Choice(&["mentions", "all"]),
+                    false,
+                ),
+            ],
+            intake_path: None,
+            uses_secret: false,
+        }
+    }
+
+    fn rules(&self) -> ChannelRules {
+        ChannelRules::NETWORK_CHAT
+    }
+
+    fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
+        let config: TelegramConfig = parse_config(config)?;
+        if config.mode == Mode::Webhook {
+            return Err(ConfigError::new(
+                "mode",
+                "webhook mode is not built yet; use polling (nothing to expose to the internet)",
+            ));
+        }
+        Ok(serde_json::to_value(config).unwrap_or_default())
+    }
+
+    fn cli_args(&self, command: clap::Command) -> clap::Command {
+        <TelegramArgs as clap::Args>::augment_args(command)
+    }
+
+    fn channel_from_cli(&self, args: &clap::ArgMatches) -> Result<CliChannel, ConfigError> {
+        let args = TelegramArgs::from_arg_matches(args)
+            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
+        let name = args.name.clone();
+        let config = serde_json::to_value(args.into_config()).unwrap_or_default();
+        Ok(CliChannel {
+            name,
+            config: self.validate(&config)?,
+        })
+    }
+
+    async fn deliver(
+        &self,
+        channel: &Channel,
+        message: &OutboundMessage,
+    ) -> Result<Delivered, DeliveryError> {
+        let config: TelegramConfig = decode_config(&channel.config)
+            .map_err(|e| DeliveryError::permanent(format!("channel config: {e}")))?;
+        let bot = sink::bot(&config, token(&config).map_err(DeliveryError::permanent)?)?;
+        sink::deliver(&bot, &self.blobs, channel, message).await
+    }
+
+    fn has_source(&self) -> bool {
+        true
+    }
+
+    async fn run_source(
+        &self,
+        channel: Channel,
+        ctx: SourceContext,
+        stop: CancellationToken,
+    ) -> Result<(), String> {
+        let config: TelegramConfig =
+            decode_config(&channel.config).map_err(|e| format!("channel config: {e}"))?;
+        let api = api::BotApi::new(&config, token(&config)?)?;
+        source::run(channel, config, api, ctx, stop).await
+    }
+
+    /// `getMe`: the token works, and whether privacy mode lets group messages through.
+    async fn test_connection(&self, channel: &Channel) -> ConnectionReport {
+        let check = async {
+            let config: TelegramConfig =
+                decode_config(&channel.config).map_err(|e| format!("channel config: {e}"))?;
+            let api = api::BotApi::new(&config, token(&config)?)?;
+            let me = api.get_me().await.map_err(|e| format!("getMe: {e}"))?;
+            Ok::<_, String>(format!(
+                "bot @{} ({}); privacy mode {}",
+                me.username.unwrap_or_default(),
+                me.first_name,
+                if me.can_read_all_group_messages {
+                    "off: every group message arrives"
+                } else {
+                    "on: in groups only commands, replies and mentions arrive"
+                }
+            ))
+        };
+        ConnectionReport::of(vec![match check.await {
+            Ok(detail) => ConnectionCheck::passed("bot_api", detail),
+            Err(e) => ConnectionCheck::failed("bot_api", e),
+        }])
+    }
+}

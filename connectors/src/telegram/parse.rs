@@ -1,0 +1,509 @@
+//! A Bot API update → what the inbox takes: a message (with the files to fetch), nothing (a
+//! service message, a group message not addressed to the bot), or a rejection with its reason
+//! (dead-lettered, so the offset may move past it without losing it).
+//!
+//! Updates are read one by one from their raw JSON with teloxide's types, so one malformed
+//! update never fails the others.
+
+use chrono::{DateTime, Utc};
+use inbox_core::envelope::{
+    AttachmentRef, BlobRef, Body, ChannelKind, InboundMessage, Party, ThreadHints,
+};
+use inbox_core::ids::{ChannelId, MessageId};
+use teloxide::types::{
+    Chat, MediaKind, Message, MessageEntityKind, MessageKind, MessageOrigin, Update, UpdateKind,
+    User,
+};
+
+use super::api::BotUser;
+use super::config::GroupMessages;
+
+/// What the source asks `getUpdates` for.
+pub const ALLOWED_UPDATES: [&str; 2] = ["message", "edited_message"];
+
+/// A file of a message, to fetch into blob storage before the message is handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileToFetch {
+    pub file_id: String,
+    /// Where it goes (named by Telegram's stable `file_unique_id`, so a re-read writes the same).
+    pub blob: BlobRef,
+    pub size: Option<u64>,
+}
+
+/// What an update is for the inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Message {
+        message: Box<InboundMessage>,
+        files: Vec<FileToFetch>,
+    },
+    Ignored(&'static str),
+    Rejected(String),
+}
+
+/// The external id of a Telegram message: message ids are unique per chat only.
+pub fn external_id(chat_id: i64, message_id: i32) -> String {
+    format!("{chat_id}:{message_id}")
+}
+
+/// Reads one update (`update_id` is read by the caller, who moves the offset).
+pub fn parse_update(
+    raw: &serde_json::Value,
+    channel_id: ChannelId,
+    kind: ChannelKind,
+    bot: &BotUser,
+    groups: GroupMessages,
+    received_at: DateTime<Utc>,
+) -> Parsed {
+    // From text: teloxide's update reader wants borrowed keys, which a `Value` cannot lend.
+    let update: Update = match serde_json::from_str(&raw.to_string()) {
+        Ok(update) => update,
+        Err(e) => return Parsed::Rejected(format!("telegram update: {e}")),
+    };
+    match update.kind {
+        UpdateKind::Message(message) => {
+            read_message(&message, channel_id, kind, bot, groups, received_at)
+        }
+        // Kept, to be replayed once edits update the stored message.
+        UpdateKind::EditedMessage(_) => Parsed::Rejected(
+            "telegram: message edits are not taken yet (kept here to replay)".into(),
+        ),
+        UpdateKind::Error(_) => Parsed::Rejected(inner_error(raw)),
+        _ => Parsed::Ignored("an update kind the channel does not ask for"),
+    }
+}
+
+/// Why teloxide could not read an update's message (it keeps only the raw JSON).
+fn inner_error(raw: &serde_json::Value) -> String {
+    for key in ALLOWED_UPDATES {
+        if let Some(inner) = raw.get(key)
+            && let Err(e) = serde_json::from_str::<Message>(&inner.to_string())
+        {
+            return format!("telegram {key}: {e}");
+        }
+    }
+    "telegram: an update of no known kind".into()
+}
+
+fn read_message(
+    message: &Message,
+    channel_id: ChannelId,
+    kind: ChannelKind,
+    bot: &BotUser,
+    groups: GroupMessages,
+    received_at: DateTime<Utc>,
+) -> Parsed {
+    if !matches!(message.kind, MessageKind::Common(_)) {
+        return Parsed::Ignored("a service message (member joined, pinned, …)");
+    }
+    let Some(from) = &message.from else {
+        return Parsed::Ignored("a message without a sender (a channel post)");
+    };
+    if from.is_bot {
+        return Parsed::Ignored("a message of a bot");
+    }
+    if !message.chat.is_private() {
+        if groups == GroupMessages::Mentions && !addressed_to(message, bot) {
+            return Parsed::Ignored("a group message not addressed to the bot");
+        }
+        return Parsed::Rejected(
+            "telegram: group conversations are not taken yet (kept here to replay)".into(),
+        );
+    }
+    let chat_id = message.chat.id.0;
+    let (text, files) = content(message, channel_id);
+    let thread = ThreadHints {
+        in_reply_to: message
+            .reply_to_message()
+            .map(|r| external_id(r.chat.id.0, r.id.0)),
+        references: Vec::new(),
+        subject: None,
+        chat_id: Some(chat_id.to_string()),
+    };
+    let attachments = files
+        .iter()
+        .map(|(file, name, content_type)| AttachmentRef {
+            name: name.clone(),
+            content_type: content_type.clone(),
+            size: file.size,
+            blob: file.blob.clone(),
+        })
+        .collect();
+    Parsed::Message {
+        message: Box::new(InboundMessage {
+            id: MessageId::new(),
+            channel_id,
+            channel_kind: kind,
+            external_id: external_id(chat_id, message.id.0),
+            thread,
+            from: party(from),
+            to: Vec::new(),
+            sent_at: Some(message.date),
+            received_at,
+            body: Body { text, html: None },
+            attachments,
+            raw: None,
+            automated: None,
+        }),
+        files: files.into_iter().map(|(file, _, _)| file).collect(),
+    }
+}
+
+/// The contact: the Telegram user id, with the name (and @username) shown.
+fn party(user: &User) -> Party {
+    let mut name = user.first_name.clone();
+    if let Some(last) = &user.last_name {
+        name.push(' ');
+        name.push_str(last);
+    }
+    if let Some(username) = &user.username {
+        name.push_str(&format!(" (@{username})"));
+    }
+    Party {
+        handle: user.id.0.to_string(),
+        name: Some(name),
+        email: None,
+        phone: None,
+    }
+}
+
+/// A group message mentions the bot (`@name`, or a text mention of its id) or replies to it.
+fn addressed_to(message: &Message, bot: &BotUser) -> bool {
+    if message
+        .reply_to_message()
+        .and_then(|r| r.from.as_ref())
+        .is_some_and(|u| i64::try_from(u.id.0).is_ok_and(|id| id == bot.id))
+    {
+        return true;
+    }
+    let mention = bot
+        .username
+        .as_ref()
+        .map(|u| format!("@{u}").to_lowercase());
+    let entities = message
+        .parse_entities()
+        .into_iter()
+        .chain(message.parse_caption_entities())
+        .flatten();
+    entities.into_iter().any(|e| match e.kind() {
+        MessageEntityKind::Mention => mention.as_deref() == Some(e.text().to_lowercase().as_str()),
+        MessageEntityKind::TextMention { user } => {
+            i64::try_from(user.id.0).is_ok_and(|id| id == bot.id)
+        }
+        _ => false,
+    })
+}
+
+/// The message's text (text, caption, a location or contact in words, a forward said so) and its
+/// files with their names and types.
+fn content(
+    message: &Message,
+    channel_id: ChannelId,
+) -> (String, Vec<(FileToFetch, String, Option<String>)>) {
+    let mut lines = Vec::new();
+    if let Some(origin) = message.forward_origin() {
+        lines.push(format!("Forwarded from {}:", origin_name(origin)));
+    }
+    let mut files = Vec::new();
+    let mut file =
+        |id: &str, unique: &str, size: u32, name: String, content_type: Option<String>| {
+            files.push((
+                FileToFetch {
+                    file_id: id.to_owned(),
+                    blob: BlobRef(format!(
+                        "attachments/telegram/{channel_id}/{}/{}",
+                        path_segment(unique),
+                        path_segment(&name)
+                    )),
+                    size: Some(u64::from(size)),
+                },
+                name,
+                content_type,
+            ));
+        };
+    if let MessageKind::Common(common) = &message.kind {
+        match &common.media_kind {
+            MediaKind::Location(l) => lines.push(format!(
+                "Location: {:.6}, {:.6} (https://www.openstreetmap.org/?mlat={:.6}&mlon={:.6})",
+                l.location.latitude,
+                l.location.longitude,
+                l.location.latitude,
+                l.location.longitude
+            )),
+            MediaKind::Contact(c) => {
+                let c = &c.contact;
+                let name = [Some(c.first_name.as_str()), c.last_name.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                lines.push(format!("Shared contact: {name}, {}", c.phone_number));
+            }
+            _ => {}
+        }
+    }
+    if let Some(photo) = message
+        .photo()
+        .and_then(|sizes| sizes.iter().max_by_key(|p| p.width * p.height))
+    {
+        file(
+            &photo.file.id.0,
+            &photo.file.unique_id.0,
+            photo.file.size,
+            "photo.jpg".into(),
+            Some("image/jpeg".into()),
+        );
+    }
+    if let Some(d) = message.document() {
+        let name = d.file_name.clone().unwrap_or_else(|| "document".into());
+        file(
+            &d.file.id.0,
+            &d.file.unique_id.0,
+            d.file.size,
+            safe_name(&name),
+            d.mime_type.as_ref().map(|m| m.to_string()),
+        );
+    }
+    if let Some(v) = message.voice() {
+        file(
+            &v.file.id.0,
+            &v.file.unique_id.0,
+            v.file.size,
+            "voice.ogg".into(),
+            Some(
+                v.mime_type
+                    .as_ref()
+                    .map_or_else(|| "audio/ogg".to_owned(), |m| m.to_string()),
+            ),
+        );
+    }
+    if let Some(v) = message.video() {
+        let name = v.file_name.clone().unwrap_or_else(|| "video.mp4".into());
+        file(
+            &v.file.id.0,
+            &v.file.unique_id.0,
+            v.file.size,
+            safe_name(&name),
+            v.mime_type.as_ref().map(|m| m.to_string()),
+        );
+    }
+    if let Some(s) = message.sticker() {
+        file(
+            &s.file.id.0,
+            &s.file.unique_id.0,
+            s.file.size,
+            "sticker.webp".into(),
+            Some("image/webp".into()),
+        );
+        if message.text().is_none() && message.caption().is_none() {
+            lines.push(
+                format!("Sticker {}", s.emoji.clone().unwrap_or_default())
+                    .trim_end()
+                    .to_owned(),
+            );
+        }
+    }
+    if let Some(text) = message.text().or(message.caption()) {
+        lines.push(text.to_owned());
+    }
+    (lines.join("\n"), files)
+}
+
+/// A blob path segment: ASCII letters, digits, `.`, `-`, `_` (others become `_`), at most 100.
+fn path_segment(raw: &str) -> String {
+    let segment: String = raw
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if segment.is_empty() || segment.chars().all(|c| c == '.') {
+        "file".into()
+    } else {
+        segment
+    }
+}
+
+/// A file name kept to its last path part and printable characters.
+fn safe_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(120).collect();
+    if clean.trim().is_empty() || clean == "." || clean == ".." {
+        "file".into()
+    } else {
+        clean
+    }
+}
+
+fn origin_name(origin: &MessageOrigin) -> String {
+    match origin {
+        MessageOrigin::User { sender_user, .. } => {
+            let mut name = sender_user.first_name.clone();
+            if let Some(last) = &sender_user.last_name {
+                name.push(' ');
+                name.push_str(last);
+            }
+            name
+        }
+        MessageOrigin::HiddenUser {
+            sender_user_name, ..
+        } => sender_user_name.clone(),
+        MessageOrigin::Chat { sender_chat, .. } => chat_name(sender_chat),
+        MessageOrigin::Channel { chat, .. } => chat_name(chat),
+    }
+}
+
+fn chat_name(chat: &Chat) -> String {
+    chat.title()
+        .or(chat.username())
+        .map_or_else(|| chat.id.0.to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn bot() -> BotUser {
+        BotUser {
+            id: 7_000_000_001,
+            username: Some("acme_support_bot".into()),
+            first_name: "Acme".into(),
+            can_read_all_group_messages: false,
+        }
+    }
+
+    fn parse(message: serde_json::Value, groups: GroupMessages) -> Parsed {
+        let raw = json!({"update_id": 1, "message": message});
+        parse_update(
+            &raw,
+            ChannelId::new(),
+            ChannelKind::named("telegram"),
+            &bot(),
+            groups,
+            Utc::now(),
+        )
+    }
+
+    fn private(extra: serde_json::Value) -> serde_json::Value {
+        let mut m = json!({
+            "message_id": 9,
+            "from": {"id": 42, "is_bot": false, "first_name": "Ada", "last_name": "L", "username": "ada"},
+            "chat": {"id": 42, "first_name": "Ada", "type": "private"},
+            "date": 1_764_700_000
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            m[k] = v.clone();
+        }
+        m
+    }
+
+    fn text_of(parsed: &Parsed) -> String {
+        match parsed {
+            Parsed::Message { message, .. } => message.body.text.clone(),
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn locations_contacts_forwards_and_files_read_as_text_and_attachments() {
+        let located = parse(
+            private(json!({"location": {"latitude": 51.5, "longitude": -0.12}})),
+            GroupMessages::Mentions,
+        );
+        assert!(
+            text_of(&located)
+                .starts_with("Location: 51.500000, -0.120000 (https://www.openstreetmap.org/")
+        );
+        let contact = parse(
+            private(
+                json!({"contact": {"phone_number": "+441234", "first_name": "Bo", "last_name": "K"}}),
+            ),
+            GroupMessages::Mentions,
+        );
+        assert_eq!(text_of(&contact), "Shared contact: Bo K, +441234");
+        let forwarded = parse(
+            private(
+                json!({"text": "look", "forward_origin": {"type": "hidden_user", "date": 1, "sender_user_name": "Cy"}}),
+            ),
+            GroupMessages::Mentions,
+        );
+        assert_eq!(text_of(&forwarded), "Forwarded from Cy:\nlook");
+        let document = parse(
+            private(json!({"caption": "invoice", "document": {
+                "file_id": "BQAC", "file_unique_id": "AgAD", "file_size": 3,
+                "file_name": "../März invoice.pdf", "mime_type": "application/pdf"
+            }})),
+            GroupMessages::Mentions,
+        );
+        let Parsed::Message { message, files } = document else {
+            panic!("a message");
+        };
+        assert_eq!(message.body.text, "invoice");
+        assert_eq!(message.external_id, "42:9");
+        assert_eq!(message.from.handle, "42");
+        assert_eq!(message.from.name.as_deref(), Some("Ada L (@ada)"));
+        assert_eq!(message.attachments[0].name, "März invoice.pdf");
+        assert_eq!(
+            message.attachments[0].content_type.as_deref(),
+            Some("application/pdf")
+        );
+        assert!(files[0].blob.0.starts_with("attachments/telegram/"));
+        assert!(
+            files[0].blob.0.ends_with("/AgAD/M_rz_invoice.pdf"),
+            "{}",
+            files[0].blob.0
+        );
+    }
+
+    #[test]
+    fn group_messages_are_taken_only_when_addressed_and_bots_never() {
+        let group = |text: &str, entities: serde_json::Value| {
+            json!({
+                "message_id": 3,
+                "from": {"id": 42, "is_bot": false, "first_name": "Ada"},
+                "chat": {"id": -100, "title": "Customers", "type": "group"},
+                "date": 1, "text": text, "entities": entities
+            })
+        };
+        let chatter = parse(group("hello all", json!([])), GroupMessages::Mentions);
+        assert!(matches!(chatter, Parsed::Ignored(_)), "{chatter:?}");
+        let mention = parse(
+            group(
+                "@ACME_support_bot help",
+                json!([{"type": "mention", "offset": 0, "length": 17}]),
+            ),
+            GroupMessages::Mentions,
+        );
+        assert!(
+            matches!(mention, Parsed::Rejected(ref e) if e.contains("group")),
+            "{mention:?}"
+        );
+        let all = parse(group("hello all", json!([])), GroupMessages::All);
+        assert!(matches!(all, Parsed::Rejected(_)), "{all:?}");
+        let mut from_bot = private(json!({"text": "beep"}));
+        from_bot["from"]["is_bot"] = json!(true);
+        assert!(matches!(
+            parse(from_bot, GroupMessages::All),
+            Parsed::Ignored(_)
+        ));
+        let edited = parse_update(
+            &json!({"update_id": 2, "edited_message": private(json!({"text": "x", "edit_date": 2}))}),
+            ChannelId::new(),
+            ChannelKind::named("telegram"),
+            &bot(),
+            GroupMessages::Mentions,
+            Utc::now(),
+        );
+        assert!(
+            matches!(edited, Parsed::Rejected(ref e) if e.contains("edits")),
+            "{edited:?}"
+        );
+    }
+}
