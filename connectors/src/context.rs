@@ -35,6 +35,17 @@ pub struct SourceContext {
     pub blobs: Arc<dyn object_store::ObjectStore>,
 }
 
+impl SourceContext {
+    /// Writes a blob (an attachment, a raw source) before the message naming it is handed over.
+    pub async fn put_blob(&self, path: &str, bytes: Vec<u8>) -> Result<(), String> {
+        self.blobs
+            .put(&object_store::path::Path::from(path), bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("blob {path}: {e}"))
+    }
+}
+
 /// What a kind's push intake (its HTTP routes) may use.
 #[derive(Debug, Clone)]
 pub struct IntakeContext {

@@ -42,6 +42,24 @@ pub struct ConfigField {
     pub required: bool,
 }
 
+impl ConfigField {
+    pub const fn new(
+        name: &'static str,
+        label: &'static str,
+        help: &'static str,
+        input: FieldInput,
+        required: bool,
+    ) -> ConfigField {
+        ConfigField {
+            name,
+            label,
+            help,
+            input,
+            required,
+        }
+    }
+}
+
 /// How a field is entered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case", tag = "type", content = "choices")]

@@ -43,6 +43,10 @@ struct Inner {
     /// Sends to answer with 429 before accepting.
     rate_limited_sends: u32,
     blocked_chats: HashSet<i64>,
+    /// Each file download waits this long (to catch a process mid-batch).
+    download_delay: Duration,
+    /// The highest update id a `getUpdates` answer carried.
+    highest_delivered: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +159,16 @@ impl BotApiServer {
     /// The next `n` sends are answered 429 with `retry_after` 1.
     pub fn rate_limit_sends(&self, n: u32) {
         self.state.lock().rate_limited_sends = n;
+    }
+
+    /// Every file download waits `delay` first.
+    pub fn slow_downloads(&self, delay: Duration) {
+        self.state.lock().download_delay = delay;
+    }
+
+    /// The highest update id handed out so far (0: none).
+    pub fn highest_delivered(&self) -> i64 {
+        self.state.lock().highest_delivered
     }
 
     /// Sends to this chat are answered 403, as when the user blocked the bot.
@@ -320,6 +334,9 @@ async fn get_updates(state: &StandIn, params: &Value) -> Response {
                 .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
             if !inner.updates.is_empty() || tokio::time::Instant::now() >= deadline {
                 let batch: Vec<Value> = inner.updates.iter().take(limit).cloned().collect();
+                if let Some(last) = batch.last().and_then(|u| u["update_id"].as_i64()) {
+                    inner.highest_delivered = inner.highest_delivered.max(last);
+                }
                 return ok(Value::Array(batch));
             }
         }
@@ -378,12 +395,16 @@ async fn file(State(state): State<StandIn>, Path((bot, path)): Path<(String, Str
     if bot != format!("bot{}", state.token) {
         return error(401, "Unauthorized", None);
     }
-    let found = state
-        .lock()
-        .files
-        .values()
-        .find(|(p, _)| *p == path)
-        .map(|(_, bytes)| bytes.clone());
+    let (found, delay) = {
+        let inner = state.lock();
+        let found = inner
+            .files
+            .values()
+            .find(|(p, _)| *p == path)
+            .map(|(_, bytes)| bytes.clone());
+        (found, inner.download_delay)
+    };
+    tokio::time::sleep(delay).await;
     match found {
         Some(bytes) => bytes.into_response(),
         None => error(404, "Not Found", None),

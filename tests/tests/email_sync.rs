@@ -289,7 +289,10 @@ async fn sync_refuses_what_it_cannot_read() {
     let output = data.inbox(&["channel", "sync", webhook]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("only email channels"), "{stderr}");
+    assert!(
+        stderr.contains("only email and telegram channels have a source to sync"),
+        "{stderr}"
+    );
 
     // A mailbox that does not answer: the error, a failure status, no cursor.
     let nobody = inbox_e2e::kafka::free_port().to_string();

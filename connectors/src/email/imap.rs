@@ -417,13 +417,13 @@ async fn accept(channel: &Channel, ctx: &SourceContext, raw: &[u8]) -> Result<()
     let event = match parse_email(raw, channel.id, Utc::now()) {
         Ok(parsed) => {
             for (blob, bytes) in parsed.blobs {
-                put_blob(ctx, &blob.0, bytes).await?;
+                ctx.put_blob(&blob.0, bytes).await?;
             }
             InboundEvent::Message(parsed.message)
         }
         Err(error) => {
             let path = format!("raw/{}.eml", hex::encode(sha2::Sha256::digest(raw)));
-            put_blob(ctx, &path, raw.to_vec()).await?;
+            ctx.put_blob(&path, raw.to_vec()).await?;
             InboundEvent::Rejected(Rejected {
                 channel_id: channel.id,
                 payload: path,
@@ -439,14 +439,6 @@ async fn accept(channel: &Channel, ctx: &SourceContext, raw: &[u8]) -> Result<()
 }
 
 use sha2::Digest;
-
-async fn put_blob(ctx: &SourceContext, path: &str, bytes: Vec<u8>) -> Result<(), String> {
-    ctx.blobs
-        .put(&BlobPath::from(path), bytes.into())
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("blob {path}: {e}"))
-}
 
 /// IDLE until the server reports a change (or the IDLE period ends); polls when IDLE fails.
 async fn wait_for_mail(

@@ -49,22 +49,6 @@ impl Default for EmailConnector {
     }
 }
 
-const fn field(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    input: FieldInput,
-    required: bool,
-) -> ConfigField {
-    ConfigField {
-        name,
-        label,
-        help,
-        input,
-        required,
-    }
-}
-
 #[async_trait]
 impl Connector for EmailConnector {
     fn kind(&self) -> ChannelKind {
@@ -80,80 +64,80 @@ impl Connector for EmailConnector {
             description: "A support mailbox: mail is read by IMAP, replies go out by SMTP with \
                           the conversation's reply token.",
             fields: vec![
-                field(
+                ConfigField::new(
                     "address",
                     "Support address",
                     "Customers write to it; replies come from it.",
                     Email,
                     true,
                 ),
-                field("imap_host", "IMAP host", "", Text, true),
-                field(
+                ConfigField::new("imap_host", "IMAP host", "", Text, true),
+                ConfigField::new(
                     "imap_port",
                     "IMAP port",
                     "993 with TLS, 143 without.",
                     Number,
                     true,
                 ),
-                field(
+                ConfigField::new(
                     "mailbox",
                     "Folder",
                     "The IMAP folder to read (INBOX).",
                     Text,
                     false,
                 ),
-                field("smtp_host", "SMTP host", "", Text, true),
-                field(
+                ConfigField::new("smtp_host", "SMTP host", "", Text, true),
+                ConfigField::new(
                     "smtp_port",
                     "SMTP port",
                     "587 (STARTTLS) with TLS, 25 without.",
                     Number,
                     true,
                 ),
-                field("username", "Login", "For IMAP and SMTP.", Text, false),
-                field(
+                ConfigField::new("username", "Login", "For IMAP and SMTP.", Text, false),
+                ConfigField::new(
                     "password_env",
                     "Password variable",
                     "The environment variable holding the password (never stored).",
                     SecretEnv,
                     true,
                 ),
-                field(
+                ConfigField::new(
                     "smtp_auth",
                     "SMTP authentication",
                     "none for a relay on a trusted network; empty: whatever the server offers.",
                     Choice(&["none", "plain", "login"]),
                     false,
                 ),
-                field(
+                ConfigField::new(
                     "smtp_username",
                     "SMTP login",
                     "When it is not the IMAP one.",
                     Text,
                     false,
                 ),
-                field(
+                ConfigField::new(
                     "smtp_password_env",
                     "SMTP password variable",
                     "When it is not the IMAP one.",
                     SecretEnv,
                     false,
                 ),
-                field(
+                ConfigField::new(
                     "tls",
                     "TLS",
                     "IMAPS and SMTP STARTTLS; off only on a trusted local network.",
                     Toggle,
                     false,
                 ),
-                field(
+                ConfigField::new(
                     "tls_ca_file",
                     "CA file",
                     "PEM certificates of a private CA.",
                     Path,
                     false,
                 ),
-                field(
+                ConfigField::new(
                     "since_days",
                     "Backfill days",
                     "Mail of this many days is read on first start.",

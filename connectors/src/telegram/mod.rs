@@ -22,8 +22,8 @@ use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    CliChannel, Connector, Delivered, DeliveryError, SourceContext, decode_config, parse_config,
-    read_secret,
+    CliChannel, Connector, Delivered, DeliveryError, SourceContext, SyncOutcome, SyncRequest,
+    decode_config, parse_config, read_secret,
 };
 
 pub const KIND: ChannelKind = ChannelKind::named("telegram");
@@ -48,22 +48,6 @@ fn token(config: &TelegramConfig) -> Result<String, String> {
     )
 }
 
-const fn field(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    input: FieldInput,
-    required: bool,
-) -> ConfigField {
-    ConfigField {
-        name,
-        label,
-        help,
-        input,
-        required,
-    }
-}
-
 #[async_trait]
 impl Connector for TelegramConnector {
     fn kind(&self) -> ChannelKind {
@@ -79,21 +63,21 @@ impl Connector for TelegramConnector {
             description: "A Telegram bot: customers' private chats with it become conversations; \
                           replies are sent by the bot.",
             fields: vec![
-                field(
+                ConfigField::new(
                     "token_env",
                     "Token variable",
                     "The environment variable holding the bot token from BotFather (never stored).",
                     SecretEnv,
                     true,
                 ),
-                field(
+                ConfigField::new(
                     "api_url",
                     "Bot API server",
                     "Telegram's by default; a self-hosted telegram-bot-api (scheme, host, port).",
                     Url,
                     false,
                 ),
-                field(
+                ConfigField::new(
                     "group_messages",
                     "Group messages",
                     "mentions: only those mentioning or replying to the bot; all: every one.",
@@ -161,6 +145,35 @@ impl Connector for TelegramConnector {
             decode_config(&channel.config).map_err(|e| format!("channel config: {e}"))?;
         let api = api::BotApi::new(&config, token(&config)?)?;
         source::run(channel, config, api, ctx, stop).await
+    }
+
+    async fn sync(
+        &self,
+        channel: &Channel,
+        ctx: &SourceContext,
+        _request: SyncRequest,
+        progress: &dyn crate::SyncProgress,
+        stop: &CancellationToken,
+    ) -> Option<Result<SyncOutcome, String>> {
+        let synced = async {
+            let config: TelegramConfig =
+                decode_config(&channel.config).map_err(|e| format!("channel config: {e}"))?;
+            let api = api::BotApi::new(&config, token(&config)?)?;
+            source::sync(channel, &config, &api, ctx, progress, stop).await
+        };
+        Some(synced.await.map(|synced| {
+            let mut cursor = serde_json::Map::new();
+            cursor.insert("offset".into(), synced.offset.into());
+            SyncOutcome {
+                total: synced.fetched,
+                fetched: synced.fetched,
+                backfill: false,
+                cursor,
+                items: "updates",
+                window: "what Telegram kept since the last read (at most 24 hours)".to_owned(),
+                position: format!("the offset is at update {}", synced.offset),
+            }
+        }))
     }
 
     /// `getMe`: the token works, and whether privacy mode lets group messages through.

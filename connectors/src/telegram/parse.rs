@@ -11,8 +11,8 @@ use inbox_core::envelope::{
 };
 use inbox_core::ids::{ChannelId, MessageId};
 use teloxide::types::{
-    Chat, MediaKind, Message, MessageEntityKind, MessageKind, MessageOrigin, Update, UpdateKind,
-    User,
+    Chat, FileMeta, MediaKind, Message, MessageEntityKind, MessageKind, MessageOrigin, Update,
+    UpdateKind, User,
 };
 
 use super::api::BotUser;
@@ -205,22 +205,21 @@ fn content(
         lines.push(format!("Forwarded from {}:", origin_name(origin)));
     }
     let mut files = Vec::new();
-    let mut file =
-        |id: &str, unique: &str, size: u32, name: String, content_type: Option<String>| {
-            files.push((
-                FileToFetch {
-                    file_id: id.to_owned(),
-                    blob: BlobRef(format!(
-                        "attachments/telegram/{channel_id}/{}/{}",
-                        path_segment(unique),
-                        path_segment(&name)
-                    )),
-                    size: Some(u64::from(size)),
-                },
-                name,
-                content_type,
-            ));
-        };
+    let mut file = |meta: &FileMeta, name: String, content_type: Option<String>| {
+        files.push((
+            FileToFetch {
+                file_id: meta.id.0.clone(),
+                blob: BlobRef(format!(
+                    "attachments/telegram/{channel_id}/{}/{}",
+                    path_segment(&meta.unique_id.0),
+                    path_segment(&name)
+                )),
+                size: Some(u64::from(meta.size)),
+            },
+            name,
+            content_type,
+        ));
+    };
     if let MessageKind::Common(common) = &message.kind {
         match &common.media_kind {
             MediaKind::Location(l) => lines.push(format!(
@@ -246,29 +245,19 @@ fn content(
         .photo()
         .and_then(|sizes| sizes.iter().max_by_key(|p| p.width * p.height))
     {
-        file(
-            &photo.file.id.0,
-            &photo.file.unique_id.0,
-            photo.file.size,
-            "photo.jpg".into(),
-            Some("image/jpeg".into()),
-        );
+        file(&photo.file, "photo.jpg".into(), Some("image/jpeg".into()));
     }
     if let Some(d) = message.document() {
         let name = d.file_name.clone().unwrap_or_else(|| "document".into());
         file(
-            &d.file.id.0,
-            &d.file.unique_id.0,
-            d.file.size,
+            &d.file,
             safe_name(&name),
             d.mime_type.as_ref().map(|m| m.to_string()),
         );
     }
     if let Some(v) = message.voice() {
         file(
-            &v.file.id.0,
-            &v.file.unique_id.0,
-            v.file.size,
+            &v.file,
             "voice.ogg".into(),
             Some(
                 v.mime_type
@@ -280,21 +269,13 @@ fn content(
     if let Some(v) = message.video() {
         let name = v.file_name.clone().unwrap_or_else(|| "video.mp4".into());
         file(
-            &v.file.id.0,
-            &v.file.unique_id.0,
-            v.file.size,
+            &v.file,
             safe_name(&name),
             v.mime_type.as_ref().map(|m| m.to_string()),
         );
     }
     if let Some(s) = message.sticker() {
-        file(
-            &s.file.id.0,
-            &s.file.unique_id.0,
-            s.file.size,
-            "sticker.webp".into(),
-            Some("image/webp".into()),
-        );
+        file(&s.file, "sticker.webp".into(), Some("image/webp".into()));
         if message.text().is_none() && message.caption().is_none() {
             lines.push(
                 format!("Sticker {}", s.emoji.clone().unwrap_or_default())

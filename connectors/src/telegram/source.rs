@@ -61,6 +61,54 @@ pub async fn run(
     Ok(())
 }
 
+/// What a foreground sync did: updates read, and the offset it left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    pub fetched: usize,
+    pub offset: i64,
+}
+
+/// `inbox channel sync`: reads what Telegram holds above the stored offset, batch by batch
+/// without waiting, moving the same offset as the running source.
+pub async fn sync(
+    channel: &Channel,
+    config: &TelegramConfig,
+    api: &BotApi,
+    ctx: &SourceContext,
+    progress: &dyn crate::SyncProgress,
+    stop: &CancellationToken,
+) -> Result<Synced, String> {
+    let bot = api.get_me().await.map_err(|e| describe("getMe", &e))?;
+    let mut fetched = 0;
+    let mut offset = read_offset(channel, ctx).await?;
+    let mut started = false;
+    while !stop.is_cancelled() {
+        let updates = api
+            .get_updates(offset, 0, &ALLOWED_UPDATES)
+            .await
+            .map_err(|e| describe("getUpdates", &e))?;
+        if !started {
+            progress.started(updates.len() as u64);
+            started = true;
+        }
+        if updates.is_empty() {
+            break;
+        }
+        for raw in updates {
+            take(channel, config, api, &bot, ctx, &raw).await?;
+            if let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) {
+                offset = id + 1;
+                ctx.cursors
+                    .set(channel.id, CURSOR, &offset.to_string())
+                    .await?;
+            }
+            fetched += 1;
+            progress.fetched();
+        }
+    }
+    Ok(Synced { fetched, offset })
+}
+
 fn describe(method: &str, e: &ApiFailure) -> String {
     if e.unauthorized() {
         format!("{method}: the bot token was refused ({e}); check the token's variable")
@@ -104,18 +152,18 @@ async fn take(
     ) {
         Parsed::Ignored(_) => return Ok(()),
         Parsed::Rejected(error) => {
-            put_blob(ctx, &raw_path, raw_bytes).await?;
+            ctx.put_blob(&raw_path, raw_bytes).await?;
             rejected(channel, raw_path, error)
         }
         Parsed::Message { mut message, files } => match fetch_all(api, ctx, &files).await {
             Ok(()) => {
-                put_blob(ctx, &raw_path, raw_bytes).await?;
+                ctx.put_blob(&raw_path, raw_bytes).await?;
                 message.raw = Some(BlobRef(raw_path));
                 InboundEvent::Message(*message)
             }
             // A file Telegram will not give (too big, gone): the update is kept with the reason.
             Err(FetchError::Refused(error)) => {
-                put_blob(ctx, &raw_path, raw_bytes).await?;
+                ctx.put_blob(&raw_path, raw_bytes).await?;
                 rejected(channel, raw_path, error)
             }
             Err(FetchError::Transient(error)) => return Err(error),
@@ -174,17 +222,9 @@ async fn fetch_all(
             .download(&file_path, MAX_DOWNLOAD)
             .await
             .map_err(classify)?;
-        put_blob(ctx, &file.blob.0, bytes)
+        ctx.put_blob(&file.blob.0, bytes)
             .await
             .map_err(FetchError::Transient)?;
     }
     Ok(())
-}
-
-async fn put_blob(ctx: &SourceContext, path: &str, bytes: Vec<u8>) -> Result<(), String> {
-    ctx.blobs
-        .put(&BlobPath::from(path), bytes.into())
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("blob {path}: {e}"))
 }
