@@ -44,6 +44,30 @@ fn inbox(dir: &std::path::Path) -> Command {
     command
 }
 
+/// `inbox channel add telegram` polling the stand-in; the new channel's id.
+fn add_channel(dir: &std::path::Path, server: &BotApiServer) -> inbox_core::ids::ChannelId {
+    let added = inbox(dir)
+        .args([
+            "channel",
+            "add",
+            "telegram",
+            "--name",
+            "Telegram",
+            "--token-env",
+            "TG_TOKEN",
+        ])
+        .args(["--api-url", &server.url, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let channel: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    channel["id"].as_str().unwrap().parse().unwrap()
+}
+
 fn start(dir: &std::path::Path, log: &std::fs::File) -> Child {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -95,26 +119,7 @@ async fn killed_between_receiving_and_storing_loses_and_repeats_nothing() {
         server.push("message", message);
     }
     let dir = tempfile::tempdir().unwrap();
-    let added = inbox(dir.path())
-        .args([
-            "channel",
-            "add",
-            "telegram",
-            "--name",
-            "Telegram",
-            "--token-env",
-            "TG_TOKEN",
-        ])
-        .args(["--api-url", &server.url, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    let channel: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
-    let channel_id: inbox_core::ids::ChannelId = channel["id"].as_str().unwrap().parse().unwrap();
+    let channel_id = add_channel(dir.path(), &server);
     let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
 
     // Killed while a batch of 100 is being stored, a third of the way in.
@@ -208,26 +213,9 @@ async fn sync_reads_the_pending_updates_once() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let added = inbox(dir.path())
-        .args([
-            "channel",
-            "add",
-            "telegram",
-            "--name",
-            "Telegram",
-            "--token-env",
-            "TG_TOKEN",
-        ])
-        .args(["--api-url", &server.url, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    let channel: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
-    let id = channel["id"].as_str().unwrap();
+    let channel_id = add_channel(dir.path(), &server);
+    let id = channel_id.to_string();
+    let id = id.as_str();
     let sync = || {
         let out = inbox(dir.path())
             .args(["channel", "sync", id, "--json"])

@@ -83,7 +83,7 @@ pub struct BotApi {
 }
 
 impl BotApi {
-    /// `poll_timeout` bounds the long polls; the client waits that long plus a margin.
+    /// The client waits as long as the channel's long polls (`poll_timeout_secs`) plus a margin.
     pub fn new(config: &TelegramConfig, token: String) -> Result<BotApi, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))

@@ -128,7 +128,7 @@ impl Connector for TelegramConnector {
         let config: TelegramConfig = decode_config(&channel.config)
             .map_err(|e| DeliveryError::permanent(format!("channel config: {e}")))?;
         let bot = sink::bot(&config, token(&config).map_err(DeliveryError::permanent)?)?;
-        sink::deliver(&bot, &self.blobs, channel, message).await
+        sink::deliver(&bot, &self.blobs, message).await
     }
 
     fn has_source(&self) -> bool {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inbox_core::envelope::OutboundMessage;
-use inbox_core::model::Channel;
 use object_store::ObjectStore;
 use object_store::path::Path as BlobPath;
 use teloxide::payloads::{SendDocumentSetters, SendMessageSetters, SendPhotoSetters};
@@ -39,7 +38,6 @@ pub fn bot(config: &TelegramConfig, token: String) -> Result<Bot, DeliveryError>
 pub async fn deliver(
     bot: &Bot,
     blobs: &Arc<dyn ObjectStore>,
-    _channel: &Channel,
     message: &OutboundMessage,
 ) -> Result<Delivered, DeliveryError> {
     let chat: i64 = message.to.handle.parse().map_err(|_| {
