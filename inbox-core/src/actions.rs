@@ -10,6 +10,7 @@ use crate::envelope::{
 };
 use crate::ids::{ConversationId, MessageId};
 use crate::ingest::preview;
+use crate::labels::{LABEL_RULE, Label};
 use crate::model::Channel;
 use crate::model::{
     Actor, Agent, ConversationStatus, Direction, EventKind, Message, ThreadReason, from_millis,
@@ -22,7 +23,6 @@ use crate::store::{
 /// Longest reply or note accepted.
 const MAX_TEXT: usize = 100_000;
 const MAX_LABELS: usize = 50;
-const MAX_LABEL_CHARS: usize = 50;
 /// Most attachments on one reply.
 const MAX_ATTACHMENTS: usize = 20;
 
@@ -343,22 +343,16 @@ pub async fn update_conversation_with(
     Ok(written)
 }
 
-/// Labels are trimmed, lower-cased, de-duplicated and sorted.
+/// Labels are parsed (trimmed, lower-cased), de-duplicated and sorted.
 fn normalize_labels(labels: &[String]) -> StoreResult<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
-    for label in labels {
-        let label = label.trim().to_lowercase();
-        if label.is_empty()
-            || label.chars().count() > MAX_LABEL_CHARS
-            || label.chars().any(char::is_control)
-        {
-            return Err(StoreError::Invalid {
+    for raw in labels {
+        let label = Label::parse(raw)
+            .ok_or_else(|| StoreError::Invalid {
                 field: "labels",
-                message: format!(
-                    "each label must be 1 to {MAX_LABEL_CHARS} characters, no control characters"
-                ),
-            });
-        }
+                message: format!("each label must be {LABEL_RULE}"),
+            })?
+            .into_string();
         if !out.contains(&label) {
             out.push(label);
         }

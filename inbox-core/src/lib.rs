@@ -13,6 +13,7 @@ pub mod file_name;
 pub mod identity;
 pub mod ids;
 pub mod ingest;
+pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod passwords;

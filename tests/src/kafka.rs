@@ -1377,6 +1377,8 @@ pub struct Sending {
     retried: Arc<AtomicUsize>,
     failures: Arc<Mutex<Vec<String>>>,
     workers: Vec<JoinHandle<()>>,
+    /// How many of the items the workers may send (the rest wait for [`Sending::release`]).
+    released: tokio::sync::watch::Sender<usize>,
 }
 
 /// The outcome of [`Sending::finish`].
@@ -1395,6 +1397,20 @@ pub fn send(
     concurrency: usize,
     on_unavailable: OnUnavailable,
 ) -> Sending {
+    send_gated(url, items, concurrency, on_unavailable, usize::MAX)
+}
+
+/// Like [`send`], but only the first `released` items go until [`Sending::release`] lets more:
+/// a test that must act while records are in flight keeps some back so the product cannot
+/// finish before it.
+pub fn send_gated(
+    url: &str,
+    items: Vec<WebhookItem>,
+    concurrency: usize,
+    on_unavailable: OnUnavailable,
+    released: usize,
+) -> Sending {
+    let (released, gate) = tokio::sync::watch::channel(released);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(concurrency)
@@ -1412,10 +1428,14 @@ pub fn send(
                 (client.clone(), items.clone(), next.clone(), url.clone());
             let (accepted, retried, failures) =
                 (accepted.clone(), retried.clone(), failures.clone());
+            let mut gate = gate.clone();
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(i) else { break };
+                    if gate.wait_for(|released| i < *released).await.is_err() {
+                        break;
+                    }
                     match post_until_accepted(&client, &url, item, on_unavailable, &retried).await {
                         Ok(()) => {
                             accepted.fetch_add(1, Ordering::Relaxed);
@@ -1434,6 +1454,7 @@ pub fn send(
         retried,
         failures,
         workers,
+        released,
     }
 }
 
@@ -1479,6 +1500,12 @@ async fn post_until_accepted(
 }
 
 impl Sending {
+    /// Lets the workers send the first `upto` items (never fewer than before).
+    pub fn release(&self, upto: usize) {
+        self.released
+            .send_modify(|released| *released = (*released).max(upto));
+    }
+
     /// Requests accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::Relaxed)
@@ -1491,6 +1518,7 @@ impl Sending {
 
     /// Waits until every item was sent; asserts every one was accepted.
     pub async fn finish(self, timeout: Duration) -> SendReport {
+        self.release(usize::MAX);
         let all = futures::future::join_all(self.workers);
         let joined = tokio::time::timeout(timeout, all)
             .await

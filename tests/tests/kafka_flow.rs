@@ -26,7 +26,7 @@ use inbox_core::ids::MessageId;
 use inbox_e2e::change_stream::assert_change_stream_complete;
 use inbox_e2e::kafka::{
     Broker, Deployment, OnUnavailable, PARTITIONS, SESSION_TIMEOUT, Service, Workload,
-    committed_offsets, partition_assignments, python_client, read_topic, send,
+    committed_offsets, partition_assignments, python_client, read_topic, send, send_gated,
 };
 use inbox_e2e::{Behaviour, Receiver, json_of, str_of, wait_for, wait_until, webhook_message};
 use serde_json::{Value, json};
@@ -46,6 +46,9 @@ const STEP: Duration = Duration::from_secs(60);
 /// How long the broker is down in `broker_restart_mid_ingest`: longer than the connectors'
 /// publish timeout (30 s).
 const OUTAGE: Duration = Duration::from_secs(35);
+
+/// Webhook messages let through ahead of what is stored, in `core_killed_three_times`.
+const KILL_STEP: usize = 2_500;
 
 const STORED: &str = "inbox_ingest_records_total{outcome=\"stored\"}";
 const DUPLICATE: &str = "inbox_ingest_records_total{outcome=\"duplicate\"}";
@@ -136,11 +139,14 @@ async fn core_killed_three_times() {
     let mut core = Service::spawn("core", &deployment).await;
 
     let started = Instant::now();
-    let sending = send(
+    // Held back in steps: a restarted core catches up in a burst that could otherwise store
+    // everything before the next kill, leaving that kill nothing in flight to prove anything on.
+    let sending = send_gated(
         &hook_url(&connectors, &deployment),
         workload.items.clone(),
         CONCURRENCY,
         OnUnavailable::Fail,
+        KILL_STEP,
     );
     let mut replayed = 0;
     let mut kills = 0;
@@ -181,6 +187,7 @@ async fn core_killed_three_times() {
         // little after `at`: the burst can store thousands between two polls, and a kill that
         // came too late would find nothing left to ingest.
         threshold = at + 100;
+        sending.release(at as usize + KILL_STEP);
         if uncommitted == 0 {
             eprintln!("e2e: kill #{kills} at {at} stored found everything committed; not counted");
             continue;
@@ -204,6 +211,7 @@ async fn core_killed_three_times() {
             started.elapsed()
         );
     }
+    sending.release(workload.len());
     deployment.wait_for_total(TOTAL, INGEST).await;
     let stored_in = started.elapsed();
     let report = sending.finish(INGEST).await;

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use inbox_core::ids::ChannelId;
+use inbox_core::labels::{LABEL_RULE, Label};
 use inbox_core::sla::SlaPolicy;
 use inbox_core::store::NewSlaPolicy;
 use serde::Deserialize;
@@ -123,10 +124,14 @@ pub(crate) async fn checked(
     let new = NewSlaPolicy {
         name,
         channel_id: body.channel_id,
-        label: body
-            .label
-            .map(|l| l.trim().to_lowercase())
-            .filter(|l| !l.is_empty()),
+        label: match body.label.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(l) => Some(
+                Label::parse(l)
+                    .ok_or_else(|| ApiError::invalid("label", LABEL_RULE))?
+                    .into_string(),
+            ),
+        },
         first_reply_s: seconds(body.first_reply_minutes, "first_reply_minutes")?,
         next_reply_s: seconds(body.next_reply_minutes, "next_reply_minutes")?,
         resolution_s: seconds(body.resolution_minutes, "resolution_minutes")?,
