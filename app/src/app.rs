@@ -231,6 +231,7 @@ impl Application {
                         bus: bus.clone(),
                         cursors: Arc::new(StoreCursors(store.clone())),
                         blobs: blobs.clone(),
+                        public_url: config.base_url(listener.local_addr()?),
                     },
                 }
                 .run(shutdown.clone()),
@@ -301,6 +302,7 @@ impl Application {
             app = app.merge(registry.intake_routes(&IntakeContext {
                 directory,
                 bus: bus.clone(),
+                blobs: blobs.clone(),
             }));
         }
         let ops = ops::router(store.clone(), bus.clone());

@@ -147,6 +147,8 @@ async fn seed_conversations(store: &Store, channel: &Channel) -> anyhow::Result<
                 attachments: Vec::new(),
                 raw: None,
                 automated: None,
+                edited_at: None,
+                author: None,
             }))
         })
         .collect();

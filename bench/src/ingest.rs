@@ -248,6 +248,8 @@ fn workload(channel_id: ChannelId, messages: usize, customers: usize) -> Vec<Inb
                 attachments: Vec::new(),
                 raw: None,
                 automated: None,
+                edited_at: None,
+                author: None,
             }
         })
         .collect()

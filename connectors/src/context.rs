@@ -33,17 +33,28 @@ pub struct SourceContext {
     pub bus: Arc<dyn inbox_core::bus::Bus>,
     pub cursors: Arc<dyn CursorStore>,
     pub blobs: Arc<dyn object_store::ObjectStore>,
+    /// Base URL under which this server is reached from outside (webhook registrations).
+    pub public_url: String,
 }
 
 impl SourceContext {
     /// Writes a blob (an attachment, a raw source) before the message naming it is handed over.
     pub async fn put_blob(&self, path: &str, bytes: Vec<u8>) -> Result<(), String> {
-        self.blobs
-            .put(&object_store::path::Path::from(path), bytes.into())
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("blob {path}: {e}"))
+        put_blob(&self.blobs, path, bytes).await
     }
+}
+
+/// Writes a blob, the error naming its path.
+pub async fn put_blob(
+    blobs: &Arc<dyn object_store::ObjectStore>,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<(), String> {
+    blobs
+        .put(&object_store::path::Path::from(path), bytes.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("blob {path}: {e}"))
 }
 
 /// What a kind's push intake (its HTTP routes) may use.
@@ -51,6 +62,8 @@ impl SourceContext {
 pub struct IntakeContext {
     pub directory: Arc<dyn ChannelDirectory>,
     pub bus: Arc<dyn inbox_core::bus::Bus>,
+    /// Where intakes keep files and raw sources before handing a message over.
+    pub blobs: Arc<dyn object_store::ObjectStore>,
 }
 
 /// Told how a foreground sync (`inbox channel sync`) advances: how many items it has to read,

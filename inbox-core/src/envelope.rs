@@ -258,6 +258,15 @@ pub struct InboundMessage {
     /// Sent by a machine: joins a conversation the rules find, never opens one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automated: Option<Automated>,
+    /// Set when the sender edited the message: this is the message again as it reads now. The
+    /// stored message with the same external id is updated (its earlier version kept) instead
+    /// of a second one being added; an edit older than the stored version changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// Who wrote it when that is not `from`: in a group chat `from` is the group (the
+    /// conversation's customer, where replies go) and `author` the member who wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Party>,
 }
 
 /// Mail a machine sent.
@@ -474,6 +483,8 @@ pub enum DomainEventKind {
     MessageSent,
     NoteAdded,
     DeliveryUpdated,
+    /// A customer edited a stored message on its channel.
+    MessageEdited,
 }
 
 impl InboundMessage {
@@ -506,6 +517,8 @@ impl InboundMessage {
             attachments: Vec::new(),
             raw: None,
             automated: None,
+            edited_at: None,
+            author: None,
         }
     }
 }
@@ -547,6 +560,8 @@ mod tests {
             }],
             raw: Some(BlobRef("raw/1.json".into())),
             automated: None,
+            edited_at: None,
+            author: None,
         }
     }
 

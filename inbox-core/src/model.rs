@@ -254,6 +254,25 @@ pub struct Message {
     pub delivery_error: Option<String>,
     pub delivery_attempts: i64,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// When the customer last edited it on the channel.
+    pub edited_at: Option<DateTime<Utc>>,
+    /// Its earlier versions, oldest first (empty unless edited).
+    pub revisions: Vec<MessageRevision>,
+}
+
+/// What a message said before an edit replaced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageRevision {
+    pub text: String,
+    #[serde(default)]
+    pub html: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Vec<crate::envelope::AttachmentRef>)]
+    pub attachments: serde_json::Value,
+    /// When this version was written: the message's time, or its previous edit's.
+    pub written_at: DateTime<Utc>,
+    /// When the edit replaced it.
+    pub replaced_at: DateTime<Utc>,
 }
 
 /// Kinds of rows in the conversation log.
@@ -276,6 +295,8 @@ pub enum EventKind {
     SlaBreached,
     /// The customer answered the satisfaction survey.
     CsatAnswered,
+    /// The customer edited a message on its channel (`data.previous_text`: what it said before).
+    MessageEdited,
 }
 
 impl EventKind {
@@ -295,6 +316,7 @@ impl EventKind {
             EventKind::DeliveryUpdated => "delivery_updated",
             EventKind::SlaBreached => "sla_breached",
             EventKind::CsatAnswered => "csat_answered",
+            EventKind::MessageEdited => "message_edited",
         }
     }
 }

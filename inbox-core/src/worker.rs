@@ -114,6 +114,7 @@ fn record_metrics(outcomes: &[Outcome]) {
             Outcome::Stored { .. } => "stored",
             Outcome::Duplicate { .. } => "duplicate",
             Outcome::DeliveryRecorded { .. } => "delivery",
+            Outcome::Edited { .. } => "edited",
             Outcome::DeadLettered { .. } => "dead_lettered",
         };
         metrics::counter!("inbox_ingest_records_total", "outcome" => label).increment(1);

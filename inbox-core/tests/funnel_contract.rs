@@ -1319,3 +1319,110 @@ contract!(nul_characters_are_dead_lettered, |store| async move {
         "{letters:?}"
     );
 });
+
+contract!(
+    an_edit_updates_the_stored_message_once_and_keeps_what_it_said,
+    |store| async move {
+        let channel = webhook_channel(&store).await;
+        let m = inbound(&channel, "ext-e", "42", "My order is #41");
+        let (id, conversation_id, _) = stored(&ingest_one(&store, &m).await);
+        let sent = m.sent_at.unwrap();
+        let edit = |text: &str, seconds: i64| {
+            let mut e = inbound(&channel, "ext-e", "42", text);
+            e.sent_at = m.sent_at;
+            e.edited_at = Some(sent + chrono::Duration::seconds(seconds));
+            e
+        };
+
+        // The edit and its replay in one batch, then an older edit arriving late: one change.
+        let report = ingest_batch(
+            &store,
+            &[
+                record(&edit("My order is #42", 60)),
+                record(&edit("My order is #42", 60)),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(report.outcomes[0], Outcome::Edited { message_id, .. } if message_id == id),
+            "{:?}",
+            report.outcomes
+        );
+        assert!(
+            matches!(report.outcomes[1], Outcome::Duplicate { .. }),
+            "{:?}",
+            report.outcomes
+        );
+        let late = ingest_one(&store, &edit("My order is #40", 30)).await;
+        assert!(matches!(late, Outcome::Duplicate { .. }), "{late:?}");
+
+        let messages = history(&store, conversation_id).await;
+        assert_eq!(messages.len(), 1, "edited, not added");
+        assert_eq!(messages[0].text, "My order is #42");
+        assert_eq!(
+            messages[0].edited_at,
+            Some(sent + chrono::Duration::seconds(60))
+        );
+        assert_eq!(messages[0].revisions.len(), 1);
+        assert_eq!(messages[0].revisions[0].text, "My order is #41");
+        assert_eq!(messages[0].revisions[0].written_at, sent);
+        assert_eq!(
+            conversation(&store, conversation_id).await.preview,
+            "My order is #42"
+        );
+        let events = store.conversation_events(conversation_id).await.unwrap();
+        let edits: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "message_edited")
+            .collect();
+        assert_eq!(edits.len(), 1);
+        assert_eq!(edits[0].data, json!({"previous_text": "My order is #41"}));
+        assert!(
+            report
+                .domain_events
+                .iter()
+                .any(|e| e.kind == inbox_core::envelope::DomainEventKind::MessageEdited),
+            "live views hear of it"
+        );
+
+        // A second edit keeps both earlier versions, oldest first.
+        ingest_one(&store, &edit("My order is #43", 90)).await;
+        let revisions = &history(&store, conversation_id).await[0].revisions;
+        let texts: Vec<&str> = revisions.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["My order is #41", "My order is #42"]);
+        assert_eq!(
+            revisions[1].written_at,
+            sent + chrono::Duration::seconds(60)
+        );
+    }
+);
+
+contract!(
+    a_group_is_one_conversation_and_each_member_its_author,
+    |store| async move {
+        let channel = webhook_channel(&store).await;
+        let in_group = |external_id: &str, member: &str, text: &str| {
+            let mut m = inbound(&channel, external_id, "-100", text);
+            m.from.name = Some("Acme customers".into());
+            m.author = Some(inbox_core::envelope::Party {
+                handle: member.into(),
+                name: Some(format!("Member {member}")),
+                ..Default::default()
+            });
+            m
+        };
+        let (_, first, _) = stored(&ingest_one(&store, &in_group("g-1", "1", "hi")).await);
+        let (_, second, reason) =
+            stored(&ingest_one(&store, &in_group("g-2", "2", "me too")).await);
+        assert_eq!(first, second, "{reason:?}");
+        let messages = history(&store, first).await;
+        let authors: Vec<_> = messages
+            .iter()
+            .map(|m| m.sender_name.as_deref().unwrap_or_default())
+            .collect();
+        assert_eq!(authors, ["Member 1", "Member 2"]);
+        let c = conversation(&store, first).await;
+        assert_eq!(c.contact_handle, "-100", "replies go to the group");
+        assert_eq!(c.contact_name.as_deref(), Some("Acme customers"));
+    }
+);

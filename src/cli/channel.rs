@@ -309,6 +309,7 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
         bus,
         cursors: Arc::new(StoreCursors(store.clone())),
         blobs,
+        public_url: config.base_url(config.listen),
     };
 
     let bar = indicatif::ProgressBar::new(0).with_style(indicatif::ProgressStyle::with_template(

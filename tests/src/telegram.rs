@@ -3,7 +3,10 @@
 //! "parameters"}`; `getUpdates` with offset semantics (updates below the offset are confirmed and
 //! gone); `getFile` and `/file/bot<token>/<path>`; `sendMessage`, `sendPhoto`, `sendDocument`
 //! returning the sent Message; 429 with `parameters.retry_after`; 403 "Forbidden: bot was blocked
-//! by the user"; 401 "Unauthorized" for another token.
+//! by the user"; 401 "Unauthorized" for another token; `setWebhook` / `deleteWebhook` /
+//! `getWebhookInfo`, and while a webhook is set, updates POSTed to it one at a time with the
+//! `X-Telegram-Bot-Api-Secret-Token` header (kept and sent again until answered 2xx), and
+//! `getUpdates` refused with 409 as Telegram does.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,6 +50,12 @@ struct Inner {
     download_delay: Duration,
     /// The highest update id a `getUpdates` answer carried.
     highest_delivered: i64,
+    /// The webhook set with `setWebhook`: its URL and secret token.
+    webhook: Option<(String, String)>,
+    /// The last webhook delivery that was not answered 2xx: Unix time and what happened.
+    webhook_error: Option<(i64, String)>,
+    /// Webhook deliveries answered 2xx.
+    webhook_delivered: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -100,12 +109,23 @@ impl BotApiServer {
                 .with_graceful_shutdown(stopped)
                 .await;
         });
+        tokio::spawn(deliver_to_webhook(state.clone(), stop.clone()));
         BotApiServer {
             url: format!("http://{addr}"),
             token: token.to_owned(),
             state,
             stop,
         }
+    }
+
+    /// The webhook `setWebhook` registered: URL and secret token.
+    pub fn webhook(&self) -> Option<(String, String)> {
+        self.state.lock().webhook.clone()
+    }
+
+    /// Updates delivered to the webhook (answered 2xx).
+    pub fn webhook_delivered(&self) -> usize {
+        self.state.lock().webhook_delivered
     }
 
     /// Queues an update (`kind`: `message`, `edited_message`, …) and returns its id.
@@ -295,19 +315,107 @@ async fn method(
             }
         }
         "sendMessage" | "sendPhoto" | "sendDocument" => send(&state, &method, &params),
+        "setWebhook" => {
+            let url = params["url"].as_str().unwrap_or_default().to_owned();
+            let secret = params["secret_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let mut inner = state.lock();
+            inner.webhook = (!url.is_empty()).then_some((url, secret));
+            inner.webhook_error = None;
+            drop(inner);
+            state.news.notify_waiters();
+            ok(json!(true))
+        }
+        "deleteWebhook" => {
+            state.lock().webhook = None;
+            ok(json!(true))
+        }
+        "getWebhookInfo" => {
+            let inner = state.lock();
+            let mut info = json!({
+                "url": inner.webhook.as_ref().map(|(url, _)| url.clone()).unwrap_or_default(),
+                "has_custom_certificate": false,
+                "pending_update_count": inner.updates.len(),
+            });
+            if let Some((at, message)) = &inner.webhook_error {
+                info["last_error_date"] = json!(at);
+                info["last_error_message"] = json!(message);
+            }
+            ok(info)
+        }
         _ => error(404, "Not Found", None),
+    }
+}
+
+/// While a webhook is set, POSTs the oldest pending update to it until answered 2xx, then the
+/// next (Telegram's order within a chat).
+async fn deliver_to_webhook(state: StandIn, stop: CancellationToken) {
+    let client = reqwest::Client::new();
+    while !stop.is_cancelled() {
+        let notified = state.news.notified();
+        let next = {
+            let inner = state.lock();
+            inner
+                .webhook
+                .clone()
+                .and_then(|hook| Some((hook, inner.updates.first()?.clone())))
+        };
+        let Some(((url, secret), update)) = next else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = notified => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        };
+        let sent = client
+            .post(&url)
+            .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+            .json(&update)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!(
+                "Wrong response from the webhook: {}",
+                response.status()
+            )),
+            Err(e) => Some(format!("Connection failed: {e}")),
+        };
+        let delivered = failure.is_none();
+        {
+            let mut inner = state.lock();
+            match failure {
+                None => {
+                    inner
+                        .updates
+                        .retain(|u| u["update_id"] != update["update_id"]);
+                    inner.webhook_delivered += 1;
+                }
+                Some(why) => inner.webhook_error = Some((chrono::Utc::now().timestamp(), why)),
+            }
+        }
+        if !delivered {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 }
 
 /// Bot API method names are case-insensitive (teloxide sends `SendMessage`): the docs' spelling.
 fn canonical(method: &str) -> String {
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 9] = [
         "getMe",
         "getUpdates",
         "getFile",
         "sendMessage",
         "sendPhoto",
         "sendDocument",
+        "setWebhook",
+        "deleteWebhook",
+        "getWebhookInfo",
     ];
     KNOWN
         .iter()
@@ -318,6 +426,13 @@ fn canonical(method: &str) -> String {
 /// Confirms the updates below `offset` (they are gone for good), then answers those from it on,
 /// waiting up to `timeout` seconds (capped at 2 here) for one.
 async fn get_updates(state: &StandIn, params: &Value) -> Response {
+    if state.lock().webhook.is_some() {
+        return error(
+            409,
+            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            None,
+        );
+    }
     let offset = params["offset"]
         .as_i64()
         .or_else(|| params["offset"].as_str().and_then(|s| s.parse().ok()))
@@ -362,12 +477,25 @@ fn send(state: &StandIn, method: &str, params: &Value) -> Response {
         return error(403, "Forbidden: bot was blocked by the user", None);
     }
     inner.next_message_id += 1;
+    let chat_object = if chat < 0 {
+        json!({"id": chat, "title": "Group", "type": "supergroup"})
+    } else {
+        json!({"id": chat, "first_name": "Customer", "type": "private"})
+    };
     let mut message = json!({
         "message_id": inner.next_message_id,
         "from": me(),
-        "chat": {"id": chat, "first_name": "Customer", "type": "private"},
+        "chat": chat_object,
         "date": chrono::Utc::now().timestamp(),
     });
+    // A multipart form (sendPhoto) carries numbers as text.
+    let topic = params
+        .get("message_thread_id")
+        .and_then(|t| t.as_i64().or_else(|| t.as_str()?.parse().ok()));
+    if let Some(topic) = topic {
+        message["message_thread_id"] = json!(topic);
+        message["is_topic_message"] = json!(true);
+    }
     match method {
         "sendMessage" => message["text"] = params["text"].clone(),
         "sendPhoto" => {

@@ -145,6 +145,7 @@ async fn run_source(config: &EmailConfig) -> Result<(), String> {
         bus: Arc::new(bus),
         cursors: Arc::new(Cursors::default()),
         blobs: Arc::new(object_store::memory::InMemory::new()),
+        public_url: "http://127.0.0.1:1".into(),
     };
     let stop = CancellationToken::new();
     tokio::time::timeout(

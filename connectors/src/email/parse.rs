@@ -223,6 +223,8 @@ fn normalize(
                     reason: reason.clone(),
                 }),
             },
+            edited_at: None,
+            author: None,
         },
         kind,
         blobs,

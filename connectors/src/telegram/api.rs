@@ -74,6 +74,20 @@ pub struct FileInfo {
     pub file_path: Option<String>,
 }
 
+/// `getWebhookInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WebhookInfo {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub pending_update_count: u64,
+    /// Unix time of Telegram's last failed delivery to the webhook.
+    #[serde(default)]
+    pub last_error_date: Option<i64>,
+    #[serde(default)]
+    pub last_error_message: Option<String>,
+}
+
 /// One bot's Bot API.
 #[derive(Debug, Clone)]
 pub struct BotApi {
@@ -157,6 +171,41 @@ impl BotApi {
             }),
         )
         .await
+    }
+
+    /// Has Telegram POST updates to `url`, each with `secret` in its
+    /// `X-Telegram-Bot-Api-Secret-Token` header.
+    pub async fn set_webhook(
+        &self,
+        url: &str,
+        secret: &str,
+        allowed: &[&str],
+    ) -> Result<bool, ApiFailure> {
+        self.call(
+            "setWebhook",
+            &serde_json::json!({
+                "url": url,
+                "secret_token": secret,
+                "allowed_updates": allowed,
+                "max_connections": 10,
+            }),
+        )
+        .await
+    }
+
+    /// Back to `getUpdates` (which Telegram refuses while a webhook is set); pending updates
+    /// are kept.
+    pub async fn delete_webhook(&self) -> Result<bool, ApiFailure> {
+        self.call(
+            "deleteWebhook",
+            &serde_json::json!({"drop_pending_updates": false}),
+        )
+        .await
+    }
+
+    /// What Telegram says about the webhook: the URL, updates waiting, its last delivery error.
+    pub async fn get_webhook_info(&self) -> Result<WebhookInfo, ApiFailure> {
+        self.call("getWebhookInfo", &serde_json::json!({})).await
     }
 
     pub async fn get_file(&self, file_id: &str) -> Result<FileInfo, ApiFailure> {

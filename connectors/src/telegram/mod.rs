@@ -6,6 +6,7 @@ mod config;
 pub mod parse;
 mod sink;
 pub mod source;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -60,8 +61,8 @@ impl Connector for TelegramConnector {
             kind: KIND,
             display_name: "Telegram",
             icon: "✈",
-            description: "A Telegram bot: customers' private chats with it become conversations; \
-                          replies are sent by the bot.",
+            description: "A Telegram bot: customers' private chats with it, and the groups it \
+                          is in, become conversations; replies are sent by the bot.",
             fields: vec![
                 ConfigField::new(
                     "token_env",
@@ -75,6 +76,14 @@ impl Connector for TelegramConnector {
                     "Bot API server",
                     "Telegram's by default; a self-hosted telegram-bot-api (scheme, host, port).",
                     Url,
+                    false,
+                ),
+                ConfigField::new(
+                    "mode",
+                    "Mode",
+                    "polling: the bot asks Telegram (nothing to expose); webhook: Telegram posts \
+                     to this server's public HTTPS URL.",
+                    Choice(&["polling", "webhook"]),
                     false,
                 ),
                 ConfigField::new(
@@ -96,12 +105,6 @@ impl Connector for TelegramConnector {
 
     fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
         let config: TelegramConfig = parse_config(config)?;
-        if config.mode == Mode::Webhook {
-            return Err(ConfigError::new(
-                "mode",
-                "webhook mode is not built yet; use polling (nothing to expose to the internet)",
-            ));
-        }
         Ok(serde_json::to_value(config).unwrap_or_default())
     }
 
@@ -143,8 +146,16 @@ impl Connector for TelegramConnector {
     ) -> Result<(), String> {
         let config: TelegramConfig =
             decode_config(&channel.config).map_err(|e| format!("channel config: {e}"))?;
-        let api = api::BotApi::new(&config, token(&config)?)?;
-        source::run(channel, config, api, ctx, stop).await
+        let bot_token = token(&config)?;
+        let api = api::BotApi::new(&config, bot_token.clone())?;
+        match config.mode {
+            Mode::Polling => source::run(channel, config, api, ctx, stop).await,
+            Mode::Webhook => webhook::run(channel, api, &bot_token, ctx, stop).await,
+        }
+    }
+
+    fn intake(&self, ctx: &crate::IntakeContext) -> Option<axum::Router> {
+        Some(webhook::router(ctx.clone()))
     }
 
     async fn sync(

@@ -36,6 +36,9 @@ pub enum Parsed {
     Message {
         message: Box<InboundMessage>,
         files: Vec<FileToFetch>,
+        /// The album (`media_group_id`) the message is a part of: its parts come as separate
+        /// updates, and the source joins them into one message.
+        album: Option<String>,
     },
     Ignored(&'static str),
     Rejected(String),
@@ -60,14 +63,16 @@ pub fn parse_update(
         Ok(update) => update,
         Err(e) => return Parsed::Rejected(format!("telegram update: {e}")),
     };
+    let taking = Taking {
+        channel_id,
+        kind,
+        bot,
+        groups,
+        received_at,
+    };
     match update.kind {
-        UpdateKind::Message(message) => {
-            read_message(&message, channel_id, kind, bot, groups, received_at)
-        }
-        // Kept, to be replayed once edits update the stored message.
-        UpdateKind::EditedMessage(_) => Parsed::Rejected(
-            "telegram: message edits are not taken yet (kept here to replay)".into(),
-        ),
+        UpdateKind::Message(message) => read_message(&message, &taking, false),
+        UpdateKind::EditedMessage(message) => read_message(&message, &taking, true),
         UpdateKind::Error(_) => Parsed::Rejected(inner_error(raw)),
         _ => Parsed::Ignored("an update kind the channel does not ask for"),
     }
@@ -85,14 +90,24 @@ fn inner_error(raw: &serde_json::Value) -> String {
     "telegram: an update of no known kind".into()
 }
 
-fn read_message(
-    message: &Message,
+/// What reading an update needs besides the update.
+struct Taking<'a> {
     channel_id: ChannelId,
     kind: ChannelKind,
-    bot: &BotUser,
+    bot: &'a BotUser,
     groups: GroupMessages,
     received_at: DateTime<Utc>,
-) -> Parsed {
+}
+
+/// A message (or, `edited`, the new version of one) → the inbound message.
+fn read_message(message: &Message, taking: &Taking<'_>, edited: bool) -> Parsed {
+    let Taking {
+        channel_id,
+        kind,
+        bot,
+        groups,
+        received_at,
+    } = *taking;
     if !matches!(message.kind, MessageKind::Common(_)) {
         return Parsed::Ignored("a service message (member joined, pinned, …)");
     }
@@ -102,15 +117,17 @@ fn read_message(
     if from.is_bot {
         return Parsed::Ignored("a message of a bot");
     }
-    if !message.chat.is_private() {
+    let chat_id = message.chat.id.0;
+    // In a group the customer is the group (one conversation per chat, or per forum topic,
+    // where replies go) and the member is the message's author.
+    let (customer, author) = if message.chat.is_private() {
+        (party(from), None)
+    } else {
         if groups == GroupMessages::Mentions && !addressed_to(message, bot) {
             return Parsed::Ignored("a group message not addressed to the bot");
         }
-        return Parsed::Rejected(
-            "telegram: group conversations are not taken yet (kept here to replay)".into(),
-        );
-    }
-    let chat_id = message.chat.id.0;
+        (group_party(message), Some(party(from)))
+    };
     let (text, files) = content(message, channel_id);
     let thread = ThreadHints {
         in_reply_to: message
@@ -118,7 +135,7 @@ fn read_message(
             .map(|r| external_id(r.chat.id.0, r.id.0)),
         references: Vec::new(),
         subject: None,
-        chat_id: Some(chat_id.to_string()),
+        chat_id: Some(customer.handle.clone()),
     };
     let attachments = files
         .iter()
@@ -136,7 +153,7 @@ fn read_message(
             channel_kind: kind,
             external_id: external_id(chat_id, message.id.0),
             thread,
-            from: party(from),
+            from: customer,
             to: Vec::new(),
             sent_at: Some(message.date),
             received_at,
@@ -144,8 +161,31 @@ fn read_message(
             attachments,
             raw: None,
             automated: None,
+            // Telegram gives an edit's time in seconds; without one it is now.
+            edited_at: edited.then(|| message.edit_date().copied().unwrap_or(received_at)),
+            author,
         }),
         files: files.into_iter().map(|(file, _, _)| file).collect(),
+        album: message.media_group_id().map(|g| g.0.clone()),
+    }
+}
+
+/// The conversation's customer for a group message: the chat, or the forum topic in a forum
+/// (`<chat id>:<topic id>`, which the sink reads back to reply in that topic).
+fn group_party(message: &Message) -> Party {
+    let chat = &message.chat;
+    let title = chat_name(chat);
+    match message.thread_id.filter(|_| message.is_topic_message) {
+        Some(topic) => Party {
+            handle: format!("{}:{}", chat.id.0, topic.0.0),
+            name: Some(format!("{title} (topic {})", topic.0.0)),
+            ..Party::default()
+        },
+        None => Party {
+            handle: chat.id.0.to_string(),
+            name: Some(title),
+            ..Party::default()
+        },
     }
 }
 
@@ -423,7 +463,7 @@ mod tests {
             }})),
             GroupMessages::Mentions,
         );
-        let Parsed::Message { message, files } = document else {
+        let Parsed::Message { message, files, .. } = document else {
             panic!("a message");
         };
         assert_eq!(message.body.text, "invoice");
@@ -462,29 +502,127 @@ mod tests {
             ),
             GroupMessages::Mentions,
         );
-        assert!(
-            matches!(mention, Parsed::Rejected(ref e) if e.contains("group")),
-            "{mention:?}"
+        let Parsed::Message { message, .. } = mention else {
+            panic!("a mention is taken: {mention:?}");
+        };
+        // The group is the customer, the member the author; replies go to the group.
+        assert_eq!(message.from.handle, "-100");
+        assert_eq!(message.from.name.as_deref(), Some("Customers"));
+        assert_eq!(
+            message.author.as_ref().map(|a| a.handle.as_str()),
+            Some("42")
         );
+        assert_eq!(message.thread.chat_id.as_deref(), Some("-100"));
         let all = parse(group("hello all", json!([])), GroupMessages::All);
-        assert!(matches!(all, Parsed::Rejected(_)), "{all:?}");
+        assert!(matches!(all, Parsed::Message { .. }), "{all:?}");
+        let mut reply_to_bot = group("thanks", json!([]));
+        reply_to_bot["reply_to_message"] = json!({
+            "message_id": 2, "date": 1, "text": "How can I help?",
+            "from": {"id": 7_000_000_001_i64, "is_bot": true, "first_name": "Acme"},
+            "chat": {"id": -100, "title": "Customers", "type": "group"}
+        });
+        let reply = parse(reply_to_bot, GroupMessages::Mentions);
+        let Parsed::Message { message, .. } = reply else {
+            panic!("a reply to the bot is taken: {reply:?}");
+        };
+        assert_eq!(message.thread.in_reply_to.as_deref(), Some("-100:2"));
         let mut from_bot = private(json!({"text": "beep"}));
         from_bot["from"]["is_bot"] = json!(true);
         assert!(matches!(
             parse(from_bot, GroupMessages::All),
             Parsed::Ignored(_)
         ));
-        let edited = parse_update(
-            &json!({"update_id": 2, "edited_message": private(json!({"text": "x", "edit_date": 2}))}),
-            ChannelId::new(),
-            ChannelKind::named("telegram"),
-            &bot(),
-            GroupMessages::Mentions,
-            Utc::now(),
+    }
+
+    #[test]
+    fn edits_topics_and_album_parts_say_so() {
+        let update = |key: &str, message: serde_json::Value| {
+            parse_update(
+                &json!({"update_id": 2, key: message}),
+                ChannelId::new(),
+                ChannelKind::named("telegram"),
+                &bot(),
+                GroupMessages::All,
+                Utc::now(),
+            )
+        };
+        let edited = update(
+            "edited_message",
+            private(json!({"text": "fixed", "edit_date": 1_764_700_060})),
+        );
+        let Parsed::Message { message, .. } = edited else {
+            panic!("an edit is a message: {edited:?}");
+        };
+        assert_eq!(message.external_id, "42:9");
+        assert_eq!(message.body.text, "fixed");
+        assert_eq!(
+            message.edited_at.map(|t| t.timestamp()),
+            Some(1_764_700_060)
+        );
+        let topic = update(
+            "message",
+            json!({
+                "message_id": 5, "message_thread_id": 4, "is_topic_message": true,
+                "from": {"id": 42, "is_bot": false, "first_name": "Ada"},
+                "chat": {"id": -1001, "title": "Help", "type": "supergroup", "is_forum": true},
+                "date": 1, "text": "in a topic"
+            }),
+        );
+        let Parsed::Message { message, .. } = topic else {
+            panic!("a topic message: {topic:?}");
+        };
+        assert_eq!(message.from.handle, "-1001:4");
+        let part = update(
+            "message",
+            private(json!({"media_group_id": "13", "photo": [
+                {"file_id": "P1", "file_unique_id": "U1", "width": 90, "height": 90, "file_size": 10}
+            ]})),
         );
         assert!(
-            matches!(edited, Parsed::Rejected(ref e) if e.contains("edits")),
-            "{edited:?}"
+            matches!(part, Parsed::Message { album: Some(ref g), .. } if g == "13"),
+            "{part:?}"
         );
+    }
+
+    /// The fuzz target's seeds (`tests/fixtures/telegram`), each read as the docs' shapes say.
+    #[test]
+    fn the_fixture_updates_read_as_expected() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/telegram");
+        let read = |name: &str| {
+            let raw: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(format!("{dir}/{name}")).unwrap()).unwrap();
+            parse_update(
+                &raw,
+                ChannelId::new(),
+                ChannelKind::named("telegram"),
+                &bot(),
+                GroupMessages::Mentions,
+                Utc::now(),
+            )
+        };
+        let message = |name: &str| match read(name) {
+            Parsed::Message {
+                message,
+                files,
+                album,
+            } => (message, files, album),
+            other => panic!("{name}: {other:?}"),
+        };
+        let (text, _, _) = message("private_text.json");
+        assert_eq!(text.external_id, "424242:101");
+        let (part, files, album) = message("album_part.json");
+        assert_eq!(album.as_deref(), Some("13577357"));
+        assert_eq!(files.len(), 1, "the largest size only");
+        assert_eq!(files[0].file_id, "AgACAgIAAxkBAAJ");
+        assert_eq!(part.body.text, "The box");
+        let (edit, _, _) = message("edited.json");
+        assert_eq!(edit.edited_at.map(|t| t.timestamp()), Some(1_764_700_060));
+        let (topic, _, _) = message("group_mention_topic.json");
+        assert_eq!(topic.from.handle, "-1001847508954:4");
+        assert_eq!(topic.author.map(|a| a.handle).as_deref(), Some("515151"));
+        let (forwarded, files, _) = message("document_forwarded.json");
+        assert_eq!(forwarded.body.text, "Forwarded from Acme news:\nThis one");
+        assert_eq!(files.len(), 1);
+        assert!(matches!(read("malformed_chat.json"), Parsed::Rejected(_)));
     }
 }

@@ -11,7 +11,7 @@ use object_store::ObjectStore;
 use object_store::path::Path as BlobPath;
 use teloxide::payloads::{SendDocumentSetters, SendMessageSetters, SendPhotoSetters};
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, InputFile, MessageId, ReplyParameters};
+use teloxide::types::{ChatId, InputFile, MessageId, ReplyParameters, ThreadId};
 use teloxide::{ApiError, Bot, RequestError};
 
 use super::config::TelegramConfig;
@@ -40,10 +40,9 @@ pub async fn deliver(
     blobs: &Arc<dyn ObjectStore>,
     message: &OutboundMessage,
 ) -> Result<Delivered, DeliveryError> {
-    let chat: i64 = message.to.handle.parse().map_err(|_| {
+    let (chat, topic) = destination(&message.to.handle).ok_or_else(|| {
         DeliveryError::permanent(format!("not a Telegram chat: {}", message.to.handle))
     })?;
-    let chat = ChatId(chat);
     let reply_to = reply_target(message, chat);
     let mut last = None;
     let text = message.body.text.trim();
@@ -70,6 +69,9 @@ pub async fn deliver(
         let sent = with_retries(bot, || async {
             if image {
                 let mut request = bot.send_photo(chat, file.clone());
+                if let Some(t) = topic {
+                    request = request.message_thread_id(t);
+                }
                 if let Some(c) = &caption {
                     request = request.caption(c.clone());
                 }
@@ -79,6 +81,9 @@ pub async fn deliver(
                 request.await
             } else {
                 let mut request = bot.send_document(chat, file.clone());
+                if let Some(t) = topic {
+                    request = request.message_thread_id(t);
+                }
                 if let Some(c) = &caption {
                     request = request.caption(c.clone());
                 }
@@ -95,6 +100,9 @@ pub async fn deliver(
         for part in chunks(text, MAX_TEXT) {
             let sent = with_retries(bot, || async {
                 let mut request = bot.send_message(chat, part.clone());
+                if let Some(t) = topic {
+                    request = request.message_thread_id(t);
+                }
                 if let Some(r) = &reply_to {
                     request = request.reply_parameters(r.clone());
                 }
@@ -109,6 +117,17 @@ pub async fn deliver(
     Ok(Delivered {
         external_id: Some(super::parse::external_id(sent.chat.id.0, sent.id.0)),
     })
+}
+
+/// The chat a reply goes to, and the forum topic in it (`<chat>:<topic>`, see the parser).
+fn destination(handle: &str) -> Option<(ChatId, Option<ThreadId>)> {
+    match handle.split_once(':') {
+        None => Some((ChatId(handle.parse().ok()?), None)),
+        Some((chat, topic)) => Some((
+            ChatId(chat.parse().ok()?),
+            Some(ThreadId(MessageId(topic.parse().ok()?))),
+        )),
+    }
 }
 
 /// The customer's message this reply answers, when it is in the same chat.

@@ -312,6 +312,8 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
         attachments,
         raw: None,
         automated: None,
+        edited_at: None,
+        author: None,
     };
     if let Some(field) = inbox_core::ingest::field_with_nul(&message) {
         return Err(Refusal::field(field, "contains a NUL character"));

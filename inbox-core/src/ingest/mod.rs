@@ -79,6 +79,11 @@ pub enum Outcome {
     DeliveryRecorded {
         message_id: MessageId,
     },
+    /// An edit of a stored message: the message now reads as edited, its earlier version kept.
+    Edited {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    },
     DeadLettered {
         error: String,
     },
@@ -177,6 +182,17 @@ pub async fn replay(
             tx.replay_settled(id, Resolution::Stored, message_id)
                 .await?;
             ReplayOutcome::Duplicate { message_id }
+        }
+        Some(Outcome::Edited {
+            message_id,
+            conversation_id,
+        }) => {
+            tx.replay_settled(id, Resolution::Stored, message_id)
+                .await?;
+            ReplayOutcome::Stored {
+                message_id,
+                conversation_id,
+            }
         }
         Some(Outcome::DeadLettered { error }) => {
             tx.replay_failed(id, &error).await?;
@@ -370,6 +386,13 @@ impl<'a> Batch<'a> {
                     message_id,
                     conversation_id,
                 } => Outcome::Duplicate {
+                    message_id: *message_id,
+                    conversation_id: *conversation_id,
+                },
+                Placed::Edited {
+                    message_id,
+                    conversation_id,
+                } => Outcome::Edited {
                     message_id: *message_id,
                     conversation_id: *conversation_id,
                 },

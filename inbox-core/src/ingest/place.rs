@@ -29,6 +29,11 @@ pub(super) enum Placed {
         message_id: MessageId,
         conversation_id: ConversationId,
     },
+    /// An edit of a stored message: that message updated, its earlier version kept.
+    Edited {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    },
     /// A bounce of one of our replies: that reply's failure, not a message.
     Bounce(Bounce),
     /// An automated message that belongs to no conversation: machines never open one.
@@ -43,11 +48,28 @@ pub(super) enum Placed {
     },
 }
 
+/// A customer's edit to write: the stored message's new content, or (`stored_now`) the mark on
+/// a message the batch stores, whose original never arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Edit {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub contact: ContactId,
+    pub text: String,
+    pub html: Option<String>,
+    /// JSON array of attachment references.
+    pub attachments: String,
+    /// Epoch milliseconds.
+    pub edited_at: i64,
+    pub stored_now: bool,
+}
+
 /// What the batch writes.
 pub(super) struct Plan {
     /// Each message's fate, by its index in the batch.
     pub placed: Vec<(usize, Placed)>,
     pub rows: Vec<NewMessage>,
+    pub edits: Vec<Edit>,
     pub events: Vec<NewEvent>,
     /// The conversations the batch opened or changed, as they are to be stored.
     pub touched: Vec<ConversationState>,
@@ -88,6 +110,7 @@ pub(super) fn place(
     let mut plan = Plan {
         placed: Vec::with_capacity(messages.len()),
         rows: Vec::with_capacity(messages.len()),
+        edits: Vec::new(),
         events: Vec::new(),
         touched: Vec::new(),
     };
@@ -95,12 +118,33 @@ pub(super) fn place(
     for (c, contact) in messages.into_iter().zip(contact_of.iter().copied()) {
         let m = &c.message;
         let key = (m.channel_id, m.external_id.clone());
-        if let Some((message_id, conversation_id)) = known.get(&key).and_then(|k| k.inbound) {
-            let duplicate = Placed::Duplicate {
-                message_id,
-                conversation_id,
+        if let Some(stored) = known.get_mut(&key)
+            && let Some((message_id, conversation_id)) = stored.inbound
+        {
+            let placed = match newer_edit(m, stored.inbound_edited_at) {
+                Some(edited_at) => {
+                    stored.inbound_edited_at = Some(edited_at);
+                    plan.edits
+                        .push(edit_of(m, message_id, conversation_id, contact, edited_at));
+                    if let Some(conversation) = conversations.states.get_mut(&conversation_id)
+                        && c.sent_at >= conversation.last_message_at
+                    {
+                        conversation.preview = super::preview(&m.body.text, m.body.html.as_deref());
+                        if !touched.contains(&conversation_id) {
+                            touched.push(conversation_id);
+                        }
+                    }
+                    Placed::Edited {
+                        message_id,
+                        conversation_id,
+                    }
+                }
+                None => Placed::Duplicate {
+                    message_id,
+                    conversation_id,
+                },
             };
-            plan.placed.push((c.index, duplicate));
+            plan.placed.push((c.index, placed));
             continue;
         }
         if let Some(bounce) = bounced_reply(m, &known) {
@@ -139,7 +183,15 @@ pub(super) fn place(
             data: received_data(reason, m.automated.is_some()),
             at: c.sent_at,
         });
-        known.entry(key).or_default().inbound = Some((m.id, conversation_id));
+        let entry = known.entry(key).or_default();
+        entry.inbound = Some((m.id, conversation_id));
+        // An edit whose original never came (sent before the channel was added) is the message.
+        if let Some(edited_at) = newer_edit(m, None) {
+            entry.inbound_edited_at = Some(edited_at);
+            let mut mark = edit_of(m, m.id, conversation_id, contact, edited_at);
+            mark.stored_now = true;
+            plan.edits.push(mark);
+        }
         let stored = Placed::Stored {
             message_id: m.id,
             conversation_id,
@@ -154,6 +206,33 @@ pub(super) fn place(
         .filter_map(|id| conversations.states.remove(id))
         .collect();
     plan
+}
+
+/// The edit time of `m` when it is an edit newer than the stored version's (epoch ms).
+fn newer_edit(m: &InboundMessage, stored_edited_at: Option<i64>) -> Option<i64> {
+    let edited_at = to_millis(m.edited_at?);
+    stored_edited_at
+        .is_none_or(|stored| edited_at > stored)
+        .then_some(edited_at)
+}
+
+fn edit_of(
+    m: &InboundMessage,
+    message_id: MessageId,
+    conversation_id: ConversationId,
+    contact: ContactId,
+    edited_at: i64,
+) -> Edit {
+    Edit {
+        message_id,
+        conversation_id,
+        contact,
+        text: m.body.text.clone(),
+        html: m.body.html.clone(),
+        attachments: serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".to_owned()),
+        edited_at,
+        stored_now: false,
+    }
 }
 
 /// A bounce of one of our replies, when the message is one.
@@ -324,6 +403,8 @@ fn message_row(
     reason: ThreadReason,
 ) -> NewMessage {
     let m = &c.message;
+    // In a group the member who wrote is shown; the conversation's customer is the group.
+    let sender = m.author.as_ref().unwrap_or(&m.from);
     NewMessage {
         id: m.id,
         conversation_id,
@@ -332,8 +413,8 @@ fn message_row(
         direction: Direction::Inbound,
         contact_id: Some(contact),
         agent_id: None,
-        sender_handle: Some(m.from.handle.trim().to_owned()),
-        sender_name: m.from.name.clone(),
+        sender_handle: Some(sender.handle.trim().to_owned()),
+        sender_name: sender.name.clone(),
         text: m.body.text.clone(),
         html: m.body.html.clone(),
         subject: m.thread.subject.clone(),

@@ -76,6 +76,13 @@ pub(super) fn validate(
     if let Some(field) = field_with_nul(m) {
         return Err(format!("{field}: contains a NUL character"));
     }
+    if let Some(author) = &m.author
+        && (author.handle.trim().is_empty() || author.handle.len() > MAX_HANDLE)
+    {
+        return Err(format!(
+            "author.handle: must be 1 to {MAX_HANDLE} characters"
+        ));
+    }
     let verified_email = match &m.from.email {
         Some(email) => Some(EmailAddress::parse(email).map_err(|e| format!("from.email: {e}"))?),
         None => None,
@@ -132,6 +139,12 @@ pub fn field_with_nul(m: &InboundMessage) -> Option<&'static str> {
         Some("from.email")
     } else if opt(&m.from.phone) {
         Some("from.phone")
+    } else if m
+        .author
+        .as_ref()
+        .is_some_and(|a| nul(&a.handle) || opt(&a.name))
+    {
+        Some("author")
     } else if nul(&m.body.text) {
         Some("text")
     } else if opt(&m.body.html) {

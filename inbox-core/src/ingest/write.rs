@@ -5,9 +5,10 @@ use chrono::Utc;
 
 use super::contacts::ResolvedContacts;
 use super::delivery_log_row;
-use super::place::{Placed, Plan};
+use super::place::{Edit, Placed, Plan};
 use crate::envelope::{DeliveryReport, DeliveryStatus, DomainEvent};
-use crate::store::{StoreResult, StoreTx};
+use crate::model::{Actor, EventKind};
+use crate::store::{EditedContent, NewEvent, StoreResult, StoreTx};
 
 /// Writes the batch; returns the domain events it logged.
 pub(super) async fn write(
@@ -40,5 +41,35 @@ pub(super) async fn write(
         }
     }
     domain_events.extend(tx.insert_events(&bounce_rows).await?);
+    domain_events.extend(write_edits(tx, &plan.edits).await?);
     Ok(domain_events)
+}
+
+/// The batch's edits, each logged with the text it replaced.
+async fn write_edits(tx: &mut StoreTx, edits: &[Edit]) -> StoreResult<Vec<DomainEvent>> {
+    let mut rows = Vec::new();
+    for edit in edits {
+        if edit.stored_now {
+            tx.mark_edited(edit.message_id, edit.edited_at).await?;
+            continue;
+        }
+        let content = EditedContent {
+            text: &edit.text,
+            html: edit.html.as_deref(),
+            attachments: &edit.attachments,
+            edited_at: edit.edited_at,
+        };
+        if let Some(previous) = tx.apply_edit(edit.message_id, &content).await? {
+            rows.push(NewEvent {
+                conversation_id: edit.conversation_id,
+                kind: EventKind::MessageEdited,
+                actor: Actor::Contact(edit.contact),
+                contact_id: Some(edit.contact),
+                message_id: Some(edit.message_id),
+                data: serde_json::json!({"previous_text": previous}),
+                at: edit.edited_at,
+            });
+        }
+    }
+    tx.insert_events(&rows).await
 }

@@ -52,6 +52,7 @@ impl LogRow<'_> {
             "replied" => DomainEventKind::MessageSent,
             "noted" => DomainEventKind::NoteAdded,
             "delivery_updated" => DomainEventKind::DeliveryUpdated,
+            "message_edited" => DomainEventKind::MessageEdited,
             _ => DomainEventKind::ConversationUpdated,
         };
         let contact_id = match self.actor {

@@ -17,8 +17,10 @@ use crate::model::{Direction, Identity};
 /// The messages stored under one (channel, external id): at most one per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KnownExternalId {
-    /// The customer's message with this id: a second one is a duplicate.
+    /// The customer's message with this id: a second one is a duplicate (or an edit of it).
     pub inbound: Option<(MessageId, ConversationId)>,
+    /// When that message was last edited (epoch ms): an edit no later than this changes nothing.
+    pub inbound_edited_at: Option<i64>,
     /// Our delivered reply the channel gave this id: a customer may answer it.
     pub outbound: Option<(MessageId, ConversationId)>,
 }
@@ -42,7 +44,7 @@ impl StoreTx {
                 // A join against VALUES lets SQLite search the unique index per key; a row-value
                 // IN list with several rows makes it scan the table.
                 let mut qb = QueryBuilder::<Db>::new(
-                    "SELECT m.channel_id, m.external_id, m.direction, m.id, m.conversation_id FROM (",
+                    "SELECT m.channel_id, m.external_id, m.direction, m.id, m.conversation_id, m.edited_at FROM (",
                 );
                 qb.push_values(chunk, |mut row, (channel, external)| {
                     row.push_bind(*channel).push_bind(external.clone());
@@ -50,14 +52,15 @@ impl StoreTx {
                 qb.push(
                     ") AS k JOIN messages m ON m.channel_id = k.column1 AND m.external_id = k.column2",
                 );
-                qb.build_query_as::<(ChannelId, String, String, MessageId, ConversationId)>()
+                qb.build_query_as::<(ChannelId, String, String, MessageId, ConversationId, Option<i64>)>()
                     .fetch_all(&mut *conn)
                     .await
             })?;
-            for (channel, external, direction, message, conversation) in rows {
+            for (channel, external, direction, message, conversation, edited_at) in rows {
                 let known = found.entry((channel, external)).or_default();
                 if direction == Direction::Inbound.as_str() {
                     known.inbound = Some((message, conversation));
+                    known.inbound_edited_at = edited_at;
                 } else {
                     known.outbound = Some((message, conversation));
                 }

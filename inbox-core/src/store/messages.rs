@@ -9,12 +9,12 @@ use super::paging::{PageCursor, page};
 use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
 use crate::envelope::{DeliveryReport, DeliveryStatus};
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
-use crate::model::{Direction, Message, ThreadReason, from_millis, to_millis};
+use crate::model::{Direction, Message, MessageRevision, ThreadReason, from_millis, to_millis};
 
 const MESSAGE_COLUMNS: &str = "id, ingest_seq, conversation_id, channel_id, external_id, direction, \
      contact_id, agent_id, sender_handle, sender_name, text, html, subject, in_reply_to, attachments, \
      thread_reason, sent_at, claimed_sent_at, received_at, delivery_status, delivery_error, \
-     delivery_attempts, delivered_at";
+     delivery_attempts, delivered_at, edited_at, revisions";
 
 #[derive(FromRow)]
 struct MessageRow {
@@ -41,6 +41,8 @@ struct MessageRow {
     delivery_error: Option<String>,
     delivery_attempts: i64,
     delivered_at: Option<i64>,
+    edited_at: Option<i64>,
+    revisions: String,
 }
 
 impl TryFrom<MessageRow> for Message {
@@ -80,8 +82,33 @@ impl TryFrom<MessageRow> for Message {
             delivery_error: r.delivery_error,
             delivery_attempts: r.delivery_attempts,
             delivered_at: r.delivered_at.map(from_millis),
+            edited_at: r.edited_at.map(from_millis),
+            revisions: serde_json::from_str(&r.revisions)
+                .map_err(|e| StoreError::Corrupt(format!("revisions: {e}")))?,
         })
     }
+}
+
+/// The content an edit gives a message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct EditedContent<'a> {
+    pub text: &'a str,
+    pub html: Option<&'a str>,
+    /// JSON array of attachment references.
+    pub attachments: &'a str,
+    /// Epoch milliseconds.
+    pub edited_at: i64,
+}
+
+/// What an edit replaces.
+#[derive(FromRow)]
+struct StoredContent {
+    text: String,
+    html: Option<String>,
+    attachments: String,
+    sent_at: i64,
+    edited_at: Option<i64>,
+    revisions: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -300,6 +327,76 @@ impl StoreTx {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(done > 0)
+    }
+
+    /// A customer's edit of their stored message: the new content replaces the old, which is
+    /// appended to the message's revisions. Returns the text it replaced; `None` when the edit
+    /// changes nothing (the same content) or the message is not there.
+    pub(crate) async fn apply_edit(
+        &mut self,
+        message_id: MessageId,
+        content: &EditedContent<'_>,
+    ) -> StoreResult<Option<String>> {
+        let stored = on_tx!(self, conn, Db => sqlx::query_as::<Db, StoredContent>(
+            "SELECT text, html, attachments, sent_at, edited_at, revisions FROM messages
+             WHERE id = $1 AND direction = 'inbound'",
+        )
+        .bind(message_id)
+        .fetch_optional(&mut *conn)
+        .await)?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        if stored.text == content.text
+            && stored.html.as_deref() == content.html
+            && stored.attachments == content.attachments
+        {
+            return Ok(None);
+        }
+        let mut revisions: Vec<MessageRevision> = serde_json::from_str(&stored.revisions)
+            .map_err(|e| StoreError::Corrupt(format!("revisions: {e}")))?;
+        revisions.push(MessageRevision {
+            text: stored.text.clone(),
+            html: stored.html,
+            attachments: serde_json::from_str(&stored.attachments)
+                .map_err(|e| StoreError::Corrupt(format!("attachments: {e}")))?,
+            written_at: from_millis(stored.edited_at.unwrap_or(stored.sent_at)),
+            replaced_at: from_millis(content.edited_at),
+        });
+        let revisions = serde_json::to_string(&revisions)
+            .map_err(|e| StoreError::Corrupt(format!("revisions: {e}")))?;
+        on_tx!(self, conn, Db => sqlx::query::<Db>(
+            "UPDATE messages SET text = $1, html = $2, attachments = $3, edited_at = $4,
+                 revisions = $5
+             WHERE id = $6",
+        )
+        .bind(content.text)
+        .bind(content.html)
+        .bind(content.attachments)
+        .bind(content.edited_at)
+        .bind(revisions)
+        .bind(message_id)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ()))?;
+        Ok(Some(stored.text))
+    }
+
+    /// Marks a message the batch stored as edited (an edit whose original never arrived).
+    pub(crate) async fn mark_edited(
+        &mut self,
+        message_id: MessageId,
+        edited_at: i64,
+    ) -> StoreResult<()> {
+        on_tx!(self, conn, Db => sqlx::query::<Db>(
+            "UPDATE messages SET edited_at = $1 WHERE id = $2",
+        )
+        .bind(edited_at)
+        .bind(message_id)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ()))?;
+        Ok(())
     }
 
     /// The latest inbound message of a conversation: what a reply answers.

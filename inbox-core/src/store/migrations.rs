@@ -44,6 +44,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("shared/0012_csat.sql"),
     migration!("shared/0013_metric_samples_covering.sql"),
     migration!("sqlite/0014_metric_rollups.sql"),
+    migration!("shared/0015_message_edits.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -61,6 +62,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("shared/0012_csat.sql"),
     migration!("shared/0013_metric_samples_covering.sql"),
     migration!("postgres/0014_metric_rollups.sql"),
+    migration!("shared/0015_message_edits.sql"),
 ];
 
 impl MigrationFile {

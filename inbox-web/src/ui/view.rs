@@ -275,6 +275,16 @@ pub struct MessageItem {
     pub attachments: Vec<AttachmentView>,
     /// Set when the message belongs to another conversation of the same customer.
     pub other_conversation: Option<String>,
+    /// When the customer last edited it, and what it said before (oldest first).
+    pub edited: Option<When>,
+    pub earlier: Vec<EarlierVersion>,
+}
+
+/// What a message said before an edit.
+#[derive(Debug, Clone)]
+pub struct EarlierVersion {
+    pub text: String,
+    pub replaced: When,
 }
 
 impl MessageItem {
@@ -318,6 +328,15 @@ impl MessageItem {
             reason_title: reason_title(m.thread_reason),
             attachments: attachments.iter().map(AttachmentView::of).collect(),
             other_conversation: (Some(conversation.as_str()) != current).then_some(conversation),
+            edited: m.edited_at.map(When::of),
+            earlier: m
+                .revisions
+                .iter()
+                .map(|r| EarlierVersion {
+                    text: r.text.clone(),
+                    replaced: When::of(r.replaced_at),
+                })
+                .collect(),
         }
     }
 }
