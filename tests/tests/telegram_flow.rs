@@ -101,6 +101,24 @@ async fn private_chat_in_and_out(backend: Backend) {
         server.pending() == 0
     })
     .await;
+    // Health: how late the last update was taken, per channel.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag = format!(
+        "inbox_source_lag_seconds{{channel_id=\"{}\",kind=\"telegram\"}}",
+        str_of(&contact, "channel_id")
+    );
+    assert!(
+        metrics.lines().any(|l| l.starts_with(&lag)),
+        "{lag} on /metrics"
+    );
 
     // The agent's reply goes to the chat as a reply to the customer's last message.
     let reply = app
