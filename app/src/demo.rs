@@ -149,6 +149,7 @@ async fn seed_conversations(store: &Store, channel: &Channel) -> anyhow::Result<
                 automated: None,
                 edited_at: None,
                 author: None,
+                part_of: None,
             }))
         })
         .collect();

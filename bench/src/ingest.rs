@@ -250,6 +250,7 @@ fn workload(channel_id: ChannelId, messages: usize, customers: usize) -> Vec<Inb
                 automated: None,
                 edited_at: None,
                 author: None,
+                part_of: None,
             }
         })
         .collect()
@@ -432,6 +433,7 @@ async fn run_raw_insert(
                 claimed_sent_at: None,
                 received_at: now,
                 delivery_status: None,
+                part_of: None,
             });
         }
         let mut tx = store.begin().await?;

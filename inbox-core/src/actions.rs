@@ -109,6 +109,7 @@ pub async fn post_message(
         claimed_sent_at: None,
         received_at: at,
         delivery_status: (!private).then_some(DeliveryStatus::Queued),
+        part_of: None,
     };
     tx.insert_messages(std::slice::from_ref(&row)).await?;
 

@@ -100,6 +100,7 @@ pub(crate) async fn ask(
         claimed_sent_at: None,
         received_at: at,
         delivery_status: Some(DeliveryStatus::Queued),
+        part_of: None,
     }])
     .await?;
     let body = Body { text, html: None };

@@ -267,6 +267,12 @@ pub struct InboundMessage {
     /// conversation's customer, where replies go) and `author` the member who wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<Party>,
+    /// Set on each part of a message the channel sends in pieces (a Telegram album comes as one
+    /// update per photo): the key the parts share, unique within the channel. The first part
+    /// stored is the message; a later part adds its attachments (and its text, when the message
+    /// had none) to it instead of being a second message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of: Option<String>,
 }
 
 /// Mail a machine sent.
@@ -519,6 +525,7 @@ impl InboundMessage {
             automated: None,
             edited_at: None,
             author: None,
+            part_of: None,
         }
     }
 }
@@ -562,6 +569,7 @@ mod tests {
             automated: None,
             edited_at: None,
             author: None,
+            part_of: None,
         }
     }
 

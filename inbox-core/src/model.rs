@@ -297,6 +297,9 @@ pub enum EventKind {
     CsatAnswered,
     /// The customer edited a message on its channel (`data.previous_text`: what it said before).
     MessageEdited,
+    /// A later part of a message sent in pieces (an album's photo) was added to it
+    /// (`data.attachments_added`).
+    MessagePartAdded,
 }
 
 impl EventKind {
@@ -317,6 +320,7 @@ impl EventKind {
             EventKind::SlaBreached => "sla_breached",
             EventKind::CsatAnswered => "csat_answered",
             EventKind::MessageEdited => "message_edited",
+            EventKind::MessagePartAdded => "message_part_added",
         }
     }
 }

@@ -115,6 +115,7 @@ fn record_metrics(outcomes: &[Outcome]) {
             Outcome::Duplicate { .. } => "duplicate",
             Outcome::DeliveryRecorded { .. } => "delivery",
             Outcome::Edited { .. } => "edited",
+            Outcome::Joined { .. } => "joined",
             Outcome::DeadLettered { .. } => "dead_lettered",
         };
         metrics::counter!("inbox_ingest_records_total", "outcome" => label).increment(1);

@@ -1321,6 +1321,103 @@ contract!(nul_characters_are_dead_lettered, |store| async move {
 });
 
 contract!(
+    the_parts_of_a_message_sent_in_pieces_are_one_message,
+    |store| async move {
+        let channel = webhook_channel(&store).await;
+        let part = |external: &str, album: &str, photo: &str, text: &str| {
+            let mut m = inbound(&channel, external, "42", text);
+            m.part_of = Some(album.into());
+            m.attachments = vec![AttachmentRef {
+                name: format!("{photo}.jpg"),
+                content_type: Some("image/jpeg".into()),
+                size: Some(10),
+                blob: BlobRef(format!("blobs/{photo}.jpg")),
+            }];
+            m
+        };
+        // The first part on its own (webhook mode: one update per request).
+        let first = part("42:1", "42:album:7", "p1", "");
+        let (id, conversation_id, _) = stored(&ingest_one(&store, &first).await);
+
+        // The part with the caption, twice in one batch, then again later: added once.
+        let second = part("42:2", "42:album:7", "p2", "The box");
+        let report = ingest_batch(&store, &[record(&second), record(&second)]).await;
+        assert!(
+            matches!(report.outcomes[0], Outcome::Joined { message_id, .. } if message_id == id),
+            "{:?}",
+            report.outcomes
+        );
+        assert!(
+            matches!(report.outcomes[1], Outcome::Duplicate { .. }),
+            "{:?}",
+            report.outcomes
+        );
+        ingest_one(&store, &second).await;
+        let messages = history(&store, conversation_id).await;
+        assert_eq!(messages.len(), 1, "one message for the album");
+        assert_eq!(
+            messages[0].text, "The box",
+            "the caption's part gives the text"
+        );
+        let blobs: Vec<&str> = messages[0]
+            .attachments
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["blob"].as_str())
+            .collect();
+        assert_eq!(blobs, ["blobs/p1.jpg", "blobs/p2.jpg"]);
+        assert_eq!(messages[0].edited_at, None, "a part is not an edit");
+        let events = store.conversation_events(conversation_id).await.unwrap();
+        let added: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "message_part_added")
+            .collect();
+        assert_eq!(added.len(), 1, "{events:?}");
+        assert_eq!(added[0].data, json!({"attachments_added": 1}));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.kind == "message_received")
+                .count(),
+            1
+        );
+
+        // Both parts of another album in one batch; an edit of a part keeps the others' files.
+        let report = ingest_batch(
+            &store,
+            &[
+                record(&part("42:3", "42:album:8", "p3", "Second")),
+                record(&part("42:4", "42:album:8", "p4", "")),
+            ],
+        )
+        .await;
+        let (other, _, _) = stored(&report.outcomes[0]);
+        assert!(
+            matches!(report.outcomes[1], Outcome::Joined { message_id, .. } if message_id == other),
+            "{:?}",
+            report.outcomes
+        );
+        let mut edit = part("42:1", "42:album:7", "p1", "The box, opened");
+        edit.sent_at = first.sent_at;
+        edit.edited_at = Some(first.sent_at.unwrap() + chrono::Duration::seconds(5));
+        let edited = ingest_one(&store, &edit).await;
+        assert!(matches!(edited, Outcome::Edited { .. }), "{edited:?}");
+        let messages = history(&store, conversation_id).await;
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].text, "The box, opened");
+        assert_eq!(
+            messages[0].attachments.as_array().map(Vec::len),
+            Some(2),
+            "{:?}",
+            messages[0].attachments
+        );
+        assert_eq!(messages[1].text, "Second");
+        assert_eq!(messages[1].attachments.as_array().map(Vec::len), Some(2));
+    }
+);
+
+contract!(
     an_edit_updates_the_stored_message_once_and_keeps_what_it_said,
     |store| async move {
         let channel = webhook_channel(&store).await;

@@ -55,6 +55,7 @@ async fn note(store: &Store, conversation: ConversationId, agent: &Agent, text: 
             claimed_sent_at: None,
             received_at: at,
             delivery_status: None,
+            part_of: None,
         }])
         .await
         .unwrap();
@@ -132,6 +133,7 @@ async fn bulk(
             claimed_sent_at: None,
             received_at: at,
             delivery_status: None,
+            part_of: None,
         });
     }
     let mut tx = store.begin().await.unwrap();

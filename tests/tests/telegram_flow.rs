@@ -3,9 +3,9 @@
 //! with getFile, an album as one message, an edit updating the stored message (its earlier text
 //! kept and shown), groups (mentions only, with privacy mode; a conversation per chat and per
 //! forum topic, replies going back there), a malformed update kept as a dead letter while the
-//! others go on, webhook mode (registered with a secret token; a wrong token refused), and
-//! replies out with sendMessage / sendPhoto — as replies to the customer's message, a 429 waited
-//! out, a blocked bot failing the reply at once.
+//! others go on, webhook mode (registered with a secret token; a wrong token refused; an album
+//! delivered call by call still one message), and replies out with sendMessage / sendPhoto — as
+//! replies to the customer's message, a 429 waited out, a blocked bot failing the reply at once.
 
 #![allow(
     clippy::expect_used,
@@ -627,6 +627,32 @@ async fn webhook_mode(backend: Backend) {
             .all(|m| m["text"] != "forged")
     );
 
+    // An album comes as one call per photo, each answered once stored: still one message.
+    server.push(
+        "message",
+        album_part(&server, 805, "AQADhook1", Some("By webhook")),
+    );
+    server.push("message", album_part(&server, 806, "AQADhook2", None));
+    server.push("message", album_part(&server, 807, "AQADhook3", None));
+    wait_until(WAIT, "the album delivered", async || {
+        server.webhook_delivered() == 5
+    })
+    .await;
+    let history = app.messages(&conversation).await;
+    assert_eq!(history.len(), 3, "the album is one message: {history:#?}");
+    assert_eq!(history[2]["text"], "By webhook");
+    assert_eq!(history[2]["external_id"], format!("{}:805", ADA.0));
+    let blobs: Vec<&str> = history[2]["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["blob"].as_str().unwrap())
+        .collect();
+    assert_eq!(blobs.len(), 3, "{:#}", history[2]);
+    for (blob, unique) in blobs.iter().zip(["AQADhook1", "AQADhook2", "AQADhook3"]) {
+        assert!(blob.contains(unique), "{blob}");
+    }
+
     // Switched to polling at runtime: our webhook is removed, and polling takes over.
     let mut config = channel.config.clone();
     config["mode"] = json!("polling");
@@ -642,7 +668,7 @@ async fn webhook_mode(backend: Backend) {
     })
     .await;
     server.push("message", text_message(804, ADA, "Polled now"));
-    conversation_with(&app, 3).await;
+    conversation_with(&app, 4).await;
     assert_eq!(server.calls("deleteWebhook").len(), 1);
     app.stop().await;
 }

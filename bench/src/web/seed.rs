@@ -398,6 +398,7 @@ pub(crate) fn message_row(slot: &Slot, plans: &[Plan], agents: &[(AgentId, Strin
         claimed_sent_at: None,
         received_at: slot.at,
         delivery_status: (slot.direction == Direction::Outbound).then_some(DeliveryStatus::Sent),
+        part_of: None,
     }
 }
 

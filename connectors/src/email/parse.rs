@@ -225,6 +225,7 @@ fn normalize(
             },
             edited_at: None,
             author: None,
+            part_of: None,
         },
         kind,
         blobs,

@@ -10,9 +10,11 @@ use inbox_core::envelope::{
     AttachmentRef, BlobRef, Body, ChannelKind, InboundMessage, Party, ThreadHints,
 };
 use inbox_core::ids::{ChannelId, MessageId};
+use std::ops::Range;
+
 use teloxide::types::{
-    Chat, FileMeta, MediaKind, Message, MessageEntityKind, MessageKind, MessageOrigin, Update,
-    UpdateKind, User,
+    Chat, FileMeta, MediaKind, Message, MessageEntity, MessageEntityKind, MessageKind,
+    MessageOrigin, Update, UpdateKind, User,
 };
 
 use super::api::BotUser;
@@ -36,12 +38,14 @@ pub enum Parsed {
     Message {
         message: Box<InboundMessage>,
         files: Vec<FileToFetch>,
-        /// The album (`media_group_id`) the message is a part of: its parts come as separate
-        /// updates, and the source joins them into one message.
-        album: Option<String>,
     },
     Ignored(&'static str),
     Rejected(String),
+}
+
+/// The key the parts of an album share (`part_of`): media group ids are Telegram's, kept per chat.
+pub fn album_part_key(chat_id: i64, media_group_id: &str) -> String {
+    format!("{chat_id}:album:{media_group_id}")
 }
 
 /// The external id of a Telegram message: message ids are unique per chat only.
@@ -164,9 +168,14 @@ fn read_message(message: &Message, taking: &Taking<'_>, edited: bool) -> Parsed 
             // Telegram gives an edit's time in seconds; without one it is now.
             edited_at: edited.then(|| message.edit_date().copied().unwrap_or(received_at)),
             author,
+            // An album's parts come as separate updates; the source joins those it reads
+            // together, and the inbox adds a part that comes later (webhook mode, the next
+            // poll) to the message the others made.
+            part_of: message
+                .media_group_id()
+                .map(|g| album_part_key(chat_id, &g.0)),
         }),
         files: files.into_iter().map(|(file, _, _)| file).collect(),
-        album: message.media_group_id().map(|g| g.0.clone()),
     }
 }
 
@@ -220,18 +229,82 @@ fn addressed_to(message: &Message, bot: &BotUser) -> bool {
         .username
         .as_ref()
         .map(|u| format!("@{u}").to_lowercase());
-    let entities = message
-        .parse_entities()
+    let (text, entities) = text_and_entities(message);
+    entity_ranges(text, entities)
         .into_iter()
-        .chain(message.parse_caption_entities())
-        .flatten();
-    entities.into_iter().any(|e| match e.kind() {
-        MessageEntityKind::Mention => mention.as_deref() == Some(e.text().to_lowercase().as_str()),
-        MessageEntityKind::TextMention { user } => {
-            i64::try_from(user.id.0).is_ok_and(|id| id == bot.id)
+        .any(|(range, kind)| match kind {
+            MessageEntityKind::Mention => {
+                mention.as_deref() == Some(text[range].to_lowercase().as_str())
+            }
+            MessageEntityKind::TextMention { user } => {
+                i64::try_from(user.id.0).is_ok_and(|id| id == bot.id)
+            }
+            _ => false,
+        })
+}
+
+/// The message's text or caption, with the entities that go with it.
+fn text_and_entities(message: &Message) -> (&str, &[MessageEntity]) {
+    match (message.text(), message.caption()) {
+        (Some(text), _) => (text, message.entities().unwrap_or_default()),
+        (None, Some(caption)) => (caption, message.caption_entities().unwrap_or_default()),
+        (None, None) => ("", &[]),
+    }
+}
+
+/// Entities with their UTF-16 offsets turned into byte ranges of `text`. One whose offsets do
+/// not fall on character boundaries inside the text is left out: teloxide's own conversion
+/// would panic on it, and an update is untrusted input.
+fn entity_ranges<'a>(
+    text: &str,
+    entities: &'a [MessageEntity],
+) -> Vec<(Range<usize>, &'a MessageEntityKind)> {
+    let byte_at = |utf16: usize| -> Option<usize> {
+        let mut units = 0;
+        for (at, c) in text.char_indices() {
+            match units.cmp(&utf16) {
+                std::cmp::Ordering::Equal => return Some(at),
+                std::cmp::Ordering::Greater => return None,
+                std::cmp::Ordering::Less => units += c.len_utf16(),
+            }
         }
-        _ => false,
-    })
+        (units == utf16).then_some(text.len())
+    };
+    entities
+        .iter()
+        .filter_map(|e| {
+            let start = byte_at(e.offset)?;
+            let end = byte_at(e.offset.checked_add(e.length)?)?;
+            Some((start..end, &e.kind))
+        })
+        .collect()
+}
+
+/// The text with each hidden link's address written after its words (`the docs
+/// (https://…)`): the inbox shows plain text, and the address is what the customer shared.
+fn text_with_links(text: &str, entities: &[MessageEntity]) -> String {
+    let mut links: Vec<(usize, &str)> = entity_ranges(text, entities)
+        .into_iter()
+        .filter_map(|(range, kind)| match kind {
+            MessageEntityKind::TextLink { url } if text[range.clone()].trim() != url.as_str() => {
+                Some((range.end, url.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    links.sort_by_key(|(end, _)| *end);
+    let mut out =
+        String::with_capacity(text.len() + links.iter().map(|(_, u)| u.len() + 3).sum::<usize>());
+    let mut at = 0;
+    for (end, url) in links {
+        out.push_str(&text[at..end]);
+        out.push_str(" (");
+        out.push_str(url);
+        out.push(')');
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// The message's text (text, caption, a location or contact in words, a forward said so) and its
@@ -324,8 +397,9 @@ fn content(
             );
         }
     }
-    if let Some(text) = message.text().or(message.caption()) {
-        lines.push(text.to_owned());
+    let (text, entities) = text_and_entities(message);
+    if !text.is_empty() {
+        lines.push(text_with_links(text, entities));
     }
     (lines.join("\n"), files)
 }
@@ -484,6 +558,47 @@ mod tests {
     }
 
     #[test]
+    fn hidden_links_keep_their_address_and_bad_offsets_are_ignored() {
+        // Offsets count UTF-16 units: "Ünïcode 🎉 " is 11 of them but 16 bytes.
+        let linked = parse(
+            private(json!({
+                "text": "Ünïcode 🎉 see the docs or https://acme.example/x",
+                "entities": [
+                    {"type": "text_link", "offset": 15, "length": 8, "url": "https://acme.example/docs"},
+                    {"type": "bold", "offset": 19, "length": 4},
+                    {"type": "text_link", "offset": 27, "length": 22, "url": "https://acme.example/x"}
+                ]
+            })),
+            GroupMessages::Mentions,
+        );
+        assert_eq!(
+            text_of(&linked),
+            "Ünïcode 🎉 see the docs (https://acme.example/docs) or https://acme.example/x"
+        );
+        let captioned = parse(
+            private(json!({
+                "caption": "menu",
+                "caption_entities": [{"type": "text_link", "offset": 0, "length": 4, "url": "https://acme.example/menu"}],
+                "photo": [{"file_id": "AgAC", "file_unique_id": "AQAD", "file_size": 3, "width": 1, "height": 1}]
+            })),
+            GroupMessages::Mentions,
+        );
+        assert_eq!(text_of(&captioned), "menu (https://acme.example/menu)");
+        // Inside the emoji's surrogate pair, and past the end: left out, not a panic.
+        let broken = parse(
+            private(json!({
+                "text": "🎉 x",
+                "entities": [
+                    {"type": "text_link", "offset": 1, "length": 2, "url": "https://acme.example/a"},
+                    {"type": "text_link", "offset": 3, "length": 9, "url": "https://acme.example/b"}
+                ]
+            })),
+            GroupMessages::Mentions,
+        );
+        assert_eq!(text_of(&broken), "🎉 x");
+    }
+
+    #[test]
     fn group_messages_are_taken_only_when_addressed_and_bots_never() {
         let group = |text: &str, entities: serde_json::Value| {
             json!({
@@ -579,7 +694,7 @@ mod tests {
             ]})),
         );
         assert!(
-            matches!(part, Parsed::Message { album: Some(ref g), .. } if g == "13"),
+            matches!(&part, Parsed::Message { message, .. } if message.part_of.as_deref() == Some("42:album:13")),
             "{part:?}"
         );
     }
@@ -601,17 +716,19 @@ mod tests {
             )
         };
         let message = |name: &str| match read(name) {
-            Parsed::Message {
-                message,
-                files,
-                album,
-            } => (message, files, album),
+            Parsed::Message { message, files } => {
+                let album = message.part_of.clone();
+                (message, files, album)
+            }
             other => panic!("{name}: {other:?}"),
         };
         let (text, _, _) = message("private_text.json");
         assert_eq!(text.external_id, "424242:101");
         let (part, files, album) = message("album_part.json");
-        assert_eq!(album.as_deref(), Some("13577357"));
+        assert_eq!(
+            album.as_deref(),
+            Some(format!("{}:album:13577357", part.from.handle).as_str())
+        );
         assert_eq!(files.len(), 1, "the largest size only");
         assert_eq!(files[0].file_id, "AgACAgIAAxkBAAJ");
         assert_eq!(part.body.text, "The box");

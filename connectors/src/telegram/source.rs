@@ -331,12 +331,10 @@ fn join_album(parts: impl Iterator<Item = Parsed>) -> Parsed {
                 Parsed::Message {
                     mut message,
                     mut files,
-                    album,
                 },
                 Parsed::Message {
                     message: next,
                     files: more,
-                    ..
                 },
             ) => {
                 let text = next.body.text.trim();
@@ -348,11 +346,7 @@ fn join_album(parts: impl Iterator<Item = Parsed>) -> Parsed {
                 }
                 message.attachments.extend(next.attachments);
                 files.extend(more);
-                Parsed::Message {
-                    message,
-                    files,
-                    album,
-                }
+                Parsed::Message { message, files }
             }
         };
     }

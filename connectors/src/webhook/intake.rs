@@ -314,6 +314,7 @@ fn parse(channel: &Channel, body: &[u8]) -> Result<InboundMessage, Refusal> {
         automated: None,
         edited_at: None,
         author: None,
+        part_of: None,
     };
     if let Some(field) = inbox_core::ingest::field_with_nul(&message) {
         return Err(Refusal::field(field, "contains a NUL character"));

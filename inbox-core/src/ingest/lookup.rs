@@ -9,7 +9,7 @@ use super::reply_references;
 use super::validate::ValidMessage;
 use crate::envelope::Automated;
 use crate::identity::email_identity;
-use crate::ids::{ChannelId, ContactId, ConversationId};
+use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
 use crate::model::Identity;
 use crate::store::{ConversationState, KnownExternalId, StoreResult, StoreTx};
 
@@ -17,9 +17,13 @@ use crate::store::{ConversationState, KnownExternalId, StoreResult, StoreTx};
 /// and the replies its bounces are about.
 pub(super) type KnownIds = HashMap<(ChannelId, String), KnownExternalId>;
 
+/// The stored messages that parts of the batch belong to, by channel and `part_of` key.
+pub(super) type KnownParts = HashMap<(ChannelId, String), (MessageId, ConversationId)>;
+
 /// What the batch found before any contact is resolved.
 pub(super) struct Found {
     pub known: KnownIds,
+    pub parts: KnownParts,
     /// Identities of the batch's senders (and their verified emails) that have a contact.
     pub identities: HashMap<Identity, ContactId>,
 }
@@ -47,6 +51,16 @@ fn identity_keys(messages: &[ValidMessage]) -> Vec<Identity> {
 }
 
 /// Every external id the batch mentions: its own (duplicates) and those it refers to.
+/// The `part_of` keys of the batch's messages, each once.
+fn part_keys(messages: &[ValidMessage]) -> Vec<(ChannelId, String)> {
+    let mut keys: Vec<(ChannelId, String)> = messages
+        .iter()
+        .filter_map(|c| Some((c.message.channel_id, c.message.part_of.clone()?)))
+        .collect();
+    dedup(&mut keys);
+    keys
+}
+
 fn external_keys(messages: &[ValidMessage]) -> Vec<(ChannelId, String)> {
     let mut keys = Vec::new();
     for c in messages {
@@ -86,13 +100,23 @@ pub(super) async fn lock_and_load(
                 c.message.channel_id, c.message.external_id
             )
         }))
+        .chain(
+            part_keys(messages)
+                .into_iter()
+                .map(|(channel, key)| format!("part\0{channel}\0{key}")),
+        )
         .collect();
     tx.lock_keys(&lock_keys).await?;
     let known = tx
         .messages_by_external_ids(&external_keys(messages))
         .await?;
+    let parts = tx.messages_by_part_keys(&part_keys(messages)).await?;
     let identities = tx.identities(&identities).await?;
-    Ok(Found { known, identities })
+    Ok(Found {
+        known,
+        parts,
+        identities,
+    })
 }
 
 /// The candidate conversations of the batch: each contact's latest on the channel, those with

@@ -84,6 +84,11 @@ pub enum Outcome {
         message_id: MessageId,
         conversation_id: ConversationId,
     },
+    /// A later part of a message sent in pieces (an album's photo), added to that message.
+    Joined {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    },
     DeadLettered {
         error: String,
     },
@@ -161,11 +166,22 @@ pub async fn replay(
     batch.replaying = Some(id);
     let report = batch.run(&mut tx).await?;
     let outcome = match report.outcomes.into_iter().next() {
-        Some(Outcome::Stored {
-            message_id,
-            conversation_id,
-            ..
-        }) => {
+        // A replayed edit or part changed the stored message: for the operator it was stored.
+        Some(
+            Outcome::Stored {
+                message_id,
+                conversation_id,
+                ..
+            }
+            | Outcome::Edited {
+                message_id,
+                conversation_id,
+            }
+            | Outcome::Joined {
+                message_id,
+                conversation_id,
+            },
+        ) => {
             tx.replay_settled(id, Resolution::Stored, message_id)
                 .await?;
             ReplayOutcome::Stored {
@@ -182,17 +198,6 @@ pub async fn replay(
             tx.replay_settled(id, Resolution::Stored, message_id)
                 .await?;
             ReplayOutcome::Duplicate { message_id }
-        }
-        Some(Outcome::Edited {
-            message_id,
-            conversation_id,
-        }) => {
-            tx.replay_settled(id, Resolution::Stored, message_id)
-                .await?;
-            ReplayOutcome::Stored {
-                message_id,
-                conversation_id,
-            }
         }
         Some(Outcome::DeadLettered { error }) => {
             tx.replay_failed(id, &error).await?;
@@ -377,6 +382,7 @@ impl<'a> Batch<'a> {
             messages,
             &contacts.contact_of,
             found.known,
+            found.parts,
             conversations,
             &self.settings.threading,
         );
@@ -393,6 +399,13 @@ impl<'a> Batch<'a> {
                     message_id,
                     conversation_id,
                 } => Outcome::Edited {
+                    message_id: *message_id,
+                    conversation_id: *conversation_id,
+                },
+                Placed::Joined {
+                    message_id,
+                    conversation_id,
+                } => Outcome::Joined {
                     message_id: *message_id,
                     conversation_id: *conversation_id,
                 },

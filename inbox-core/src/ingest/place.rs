@@ -3,10 +3,10 @@
 //! turned into the rows and log events to write. The conversations it changes are updated in
 //! memory, so later messages of the batch see them.
 
-use super::lookup::{Conversations, KnownIds};
+use super::lookup::{Conversations, KnownIds, KnownParts};
 use super::reply_references;
 use super::validate::ValidMessage;
-use crate::envelope::{Automated, InboundMessage};
+use crate::envelope::{AttachmentRef, Automated, InboundMessage};
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId};
 use crate::model::{Actor, ConversationStatus, Direction, EventKind, ThreadReason, to_millis};
 use crate::store::{ConversationState, KnownExternalId, NewEvent, NewMessage};
@@ -31,6 +31,11 @@ pub(super) enum Placed {
     },
     /// An edit of a stored message: that message updated, its earlier version kept.
     Edited {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    },
+    /// A later part of a message sent in pieces: added to that message.
+    Joined {
         message_id: MessageId,
         conversation_id: ConversationId,
     },
@@ -62,6 +67,21 @@ pub(super) struct Edit {
     /// Epoch milliseconds.
     pub edited_at: i64,
     pub stored_now: bool,
+    /// A part of a message sent in pieces: its attachments add to the message's.
+    pub adds_attachments: bool,
+}
+
+/// A later part to add to the message it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct PartJoin {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub contact: ContactId,
+    pub text: String,
+    pub html: Option<String>,
+    pub attachments: Vec<AttachmentRef>,
+    /// Epoch milliseconds: when the part was sent.
+    pub at: i64,
 }
 
 /// What the batch writes.
@@ -70,6 +90,7 @@ pub(super) struct Plan {
     pub placed: Vec<(usize, Placed)>,
     pub rows: Vec<NewMessage>,
     pub edits: Vec<Edit>,
+    pub parts: Vec<PartJoin>,
     pub events: Vec<NewEvent>,
     /// The conversations the batch opened or changed, as they are to be stored.
     pub touched: Vec<ConversationState>,
@@ -104,6 +125,7 @@ pub(super) fn place(
     messages: Vec<ValidMessage>,
     contact_of: &[ContactId],
     mut known: KnownIds,
+    mut parts: KnownParts,
     mut conversations: Conversations,
     policy: &ThreadingPolicy,
 ) -> Plan {
@@ -111,6 +133,7 @@ pub(super) fn place(
         placed: Vec::with_capacity(messages.len()),
         rows: Vec::with_capacity(messages.len()),
         edits: Vec::new(),
+        parts: Vec::new(),
         events: Vec::new(),
         touched: Vec::new(),
     };
@@ -151,6 +174,29 @@ pub(super) fn place(
             plan.placed.push((c.index, Placed::Bounce(bounce)));
             continue;
         }
+        if let Some(&(message_id, conversation_id)) = m
+            .part_of
+            .as_ref()
+            .and_then(|part| parts.get(&(m.channel_id, part.clone())))
+        {
+            plan.parts.push(PartJoin {
+                message_id,
+                conversation_id,
+                contact,
+                text: m.body.text.clone(),
+                html: m.body.html.clone(),
+                attachments: m.attachments.clone(),
+                at: c.sent_at,
+            });
+            // The same part again later in the batch changes nothing.
+            known.entry(key).or_default().inbound = Some((message_id, conversation_id));
+            let joined = Placed::Joined {
+                message_id,
+                conversation_id,
+            };
+            plan.placed.push((c.index, joined));
+            continue;
+        }
         let (conversation_id, reason) = thread(&c, contact, &known, &conversations, policy);
         // Machines never open conversations; what no rule placed is kept as a dead letter.
         if m.automated.is_some() && reason == ThreadReason::NewConversation {
@@ -183,6 +229,9 @@ pub(super) fn place(
             data: received_data(reason, m.automated.is_some()),
             at: c.sent_at,
         });
+        if let Some(part) = &m.part_of {
+            parts.insert((m.channel_id, part.clone()), (m.id, conversation_id));
+        }
         let entry = known.entry(key).or_default();
         entry.inbound = Some((m.id, conversation_id));
         // An edit whose original never came (sent before the channel was added) is the message.
@@ -232,6 +281,7 @@ fn edit_of(
         attachments: serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".to_owned()),
         edited_at,
         stored_now: false,
+        adds_attachments: m.part_of.is_some(),
     }
 }
 
@@ -426,6 +476,7 @@ fn message_row(
         claimed_sent_at: c.claimed_sent_at,
         received_at: to_millis(m.received_at),
         delivery_status: None,
+        part_of: m.part_of.clone(),
     }
 }
 

@@ -83,6 +83,14 @@ pub(super) fn validate(
             "author.handle: must be 1 to {MAX_HANDLE} characters"
         ));
     }
+    if m.part_of
+        .as_ref()
+        .is_some_and(|k| k.trim().is_empty() || k.len() > MAX_EXTERNAL_ID)
+    {
+        return Err(format!(
+            "part_of: must be 1 to {MAX_EXTERNAL_ID} characters"
+        ));
+    }
     let verified_email = match &m.from.email {
         Some(email) => Some(EmailAddress::parse(email).map_err(|e| format!("from.email: {e}"))?),
         None => None,
@@ -145,6 +153,8 @@ pub fn field_with_nul(m: &InboundMessage) -> Option<&'static str> {
         .is_some_and(|a| nul(&a.handle) || opt(&a.name))
     {
         Some("author")
+    } else if opt(&m.part_of) {
+        Some("part_of")
     } else if nul(&m.body.text) {
         Some("text")
     } else if opt(&m.body.html) {

@@ -5,10 +5,10 @@ use chrono::Utc;
 
 use super::contacts::ResolvedContacts;
 use super::delivery_log_row;
-use super::place::{Edit, Placed, Plan};
+use super::place::{Edit, PartJoin, Placed, Plan};
 use crate::envelope::{DeliveryReport, DeliveryStatus, DomainEvent};
 use crate::model::{Actor, EventKind};
-use crate::store::{EditedContent, NewEvent, StoreResult, StoreTx};
+use crate::store::{EditedContent, NewEvent, PartContent, StoreResult, StoreTx};
 
 /// Writes the batch; returns the domain events it logged.
 pub(super) async fn write(
@@ -41,8 +41,33 @@ pub(super) async fn write(
         }
     }
     domain_events.extend(tx.insert_events(&bounce_rows).await?);
+    domain_events.extend(write_parts(tx, &plan.parts).await?);
     domain_events.extend(write_edits(tx, &plan.edits).await?);
     Ok(domain_events)
+}
+
+/// The batch's later parts, each logged with how many attachments it added.
+async fn write_parts(tx: &mut StoreTx, parts: &[PartJoin]) -> StoreResult<Vec<DomainEvent>> {
+    let mut rows = Vec::new();
+    for part in parts {
+        let content = PartContent {
+            text: &part.text,
+            html: part.html.as_deref(),
+            attachments: &part.attachments,
+        };
+        if let Some(added) = tx.join_part(part.message_id, &content).await? {
+            rows.push(NewEvent {
+                conversation_id: part.conversation_id,
+                kind: EventKind::MessagePartAdded,
+                actor: Actor::Contact(part.contact),
+                contact_id: Some(part.contact),
+                message_id: Some(part.message_id),
+                data: serde_json::json!({"attachments_added": added}),
+                at: part.at,
+            });
+        }
+    }
+    tx.insert_events(&rows).await
 }
 
 /// The batch's edits, each logged with the text it replaced.
@@ -58,6 +83,7 @@ async fn write_edits(tx: &mut StoreTx, edits: &[Edit]) -> StoreResult<Vec<Domain
             html: edit.html.as_deref(),
             attachments: &edit.attachments,
             edited_at: edit.edited_at,
+            adds_attachments: edit.adds_attachments,
         };
         if let Some(previous) = tx.apply_edit(edit.message_id, &content).await? {
             rows.push(NewEvent {

@@ -69,6 +69,35 @@ impl StoreTx {
         Ok(found)
     }
 
+    /// The customers' messages that have one of the `part_of` keys (channel, key).
+    pub(crate) async fn messages_by_part_keys(
+        &mut self,
+        keys: &[(ChannelId, String)],
+    ) -> StoreResult<HashMap<(ChannelId, String), (MessageId, ConversationId)>> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let rows = on_tx!(self, conn, Db => {
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT m.channel_id, m.part_of, m.id, m.conversation_id FROM (",
+                );
+                qb.push_values(chunk, |mut row, (channel, key)| {
+                    row.push_bind(*channel).push_bind(key.clone());
+                });
+                qb.push(
+                    ") AS k JOIN messages m ON m.channel_id = k.column1 AND m.part_of = k.column2
+                     WHERE m.direction = 'inbound'",
+                );
+                qb.build_query_as::<(ChannelId, String, MessageId, ConversationId)>()
+                    .fetch_all(&mut *conn)
+                    .await
+            })?;
+            for (channel, key, message, conversation) in rows {
+                found.insert((channel, key), (message, conversation));
+            }
+        }
+        Ok(found)
+    }
+
     /// Contacts of the identities among `keys`.
     pub(crate) async fn identities(
         &mut self,
@@ -277,7 +306,7 @@ impl StoreTx {
                     "INSERT INTO messages (id, conversation_id, channel_id, external_id, direction,
                          contact_id, agent_id, sender_handle, sender_name, text, html, subject,
                          in_reply_to, attachments, raw_ref, thread_reason, sent_at,
-                         claimed_sent_at, received_at, delivery_status) ",
+                         claimed_sent_at, received_at, delivery_status, part_of) ",
                 );
                 qb.push_values(chunk, |mut row, m| {
                     row.push_bind(m.id)
@@ -299,7 +328,8 @@ impl StoreTx {
                         .push_bind(m.sent_at)
                         .push_bind(m.claimed_sent_at)
                         .push_bind(m.received_at)
-                        .push_bind(m.delivery_status.map(DeliveryStatus::as_str));
+                        .push_bind(m.delivery_status.map(DeliveryStatus::as_str))
+                        .push_bind(m.part_of.clone());
                 });
                 qb.push(" ON CONFLICT (channel_id, external_id, direction) DO NOTHING");
                 qb.build().execute(&mut *conn).await.map(|r| r.rows_affected())

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::paging::{PageCursor, page};
 use super::{Store, StoreError, StoreResult, StoreTx, on_pool, on_tx};
-use crate::envelope::{DeliveryReport, DeliveryStatus};
+use crate::envelope::{AttachmentRef, DeliveryReport, DeliveryStatus};
 use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId};
 use crate::model::{Direction, Message, MessageRevision, ThreadReason, from_millis, to_millis};
 
@@ -98,6 +98,17 @@ pub(crate) struct EditedContent<'a> {
     pub attachments: &'a str,
     /// Epoch milliseconds.
     pub edited_at: i64,
+    /// The attachments are added to the stored ones instead of replacing them: an edited part
+    /// of an album carries only its own.
+    pub adds_attachments: bool,
+}
+
+/// What a later part of a message sent in pieces brings to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PartContent<'a> {
+    pub text: &'a str,
+    pub html: Option<&'a str>,
+    pub attachments: &'a [AttachmentRef],
 }
 
 /// What an edit replaces.
@@ -135,6 +146,8 @@ pub struct NewMessage {
     pub claimed_sent_at: Option<i64>,
     pub received_at: i64,
     pub delivery_status: Option<DeliveryStatus>,
+    /// The key a message sent in pieces shares with its later parts.
+    pub part_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -347,9 +360,16 @@ impl StoreTx {
         let Some(stored) = stored else {
             return Ok(None);
         };
+        let attachments = if content.adds_attachments {
+            let more: Vec<AttachmentRef> = serde_json::from_str(content.attachments)
+                .map_err(|e| StoreError::Corrupt(format!("attachments: {e}")))?;
+            with_attachments(&stored.attachments, &more)?.0
+        } else {
+            content.attachments.to_owned()
+        };
         if stored.text == content.text
             && stored.html.as_deref() == content.html
-            && stored.attachments == content.attachments
+            && stored.attachments == attachments
         {
             return Ok(None);
         }
@@ -372,7 +392,7 @@ impl StoreTx {
         )
         .bind(content.text)
         .bind(content.html)
-        .bind(content.attachments)
+        .bind(attachments)
         .bind(content.edited_at)
         .bind(revisions)
         .bind(message_id)
@@ -380,6 +400,47 @@ impl StoreTx {
         .await
         .map(|_| ()))?;
         Ok(Some(stored.text))
+    }
+
+    /// Adds a later part to the message it belongs to: its attachments (those not there
+    /// already), and its text when the message had none. Returns how many attachments it added;
+    /// `None` when it changes nothing (a part read again) or the message is not there.
+    pub(crate) async fn join_part(
+        &mut self,
+        message_id: MessageId,
+        part: &PartContent<'_>,
+    ) -> StoreResult<Option<usize>> {
+        let stored = on_tx!(self, conn, Db => sqlx::query_as::<Db, (String, Option<String>, String)>(
+            "SELECT text, html, attachments FROM messages WHERE id = $1 AND direction = 'inbound'",
+        )
+        .bind(message_id)
+        .fetch_optional(&mut *conn)
+        .await)?;
+        let Some((text, html, attachments)) = stored else {
+            return Ok(None);
+        };
+        let (attachments, added) = with_attachments(&attachments, part.attachments)?;
+        // The caption of an album is on one of its parts, not necessarily the first.
+        let takes_text = text.trim().is_empty() && !part.text.trim().is_empty();
+        if added == 0 && !takes_text {
+            return Ok(None);
+        }
+        let (text, html) = if takes_text {
+            (part.text.to_owned(), part.html.map(str::to_owned))
+        } else {
+            (text, html)
+        };
+        on_tx!(self, conn, Db => sqlx::query::<Db>(
+            "UPDATE messages SET text = $1, html = $2, attachments = $3 WHERE id = $4",
+        )
+        .bind(text)
+        .bind(html)
+        .bind(attachments)
+        .bind(message_id)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ()))?;
+        Ok(Some(added))
     }
 
     /// Marks a message the batch stored as edited (an edit whose original never arrived).
@@ -415,4 +476,21 @@ impl StoreTx {
         .await)?,
         )
     }
+}
+
+/// The stored attachments (a JSON array) with those of `more` that are not among them (by blob)
+/// appended; and how many were.
+fn with_attachments(stored: &str, more: &[AttachmentRef]) -> StoreResult<(String, usize)> {
+    let mut all: Vec<AttachmentRef> = serde_json::from_str(stored)
+        .map_err(|e| StoreError::Corrupt(format!("attachments: {e}")))?;
+    let before = all.len();
+    for attachment in more {
+        if !all.iter().any(|a| a.blob == attachment.blob) {
+            all.push(attachment.clone());
+        }
+    }
+    let added = all.len() - before;
+    let json = serde_json::to_string(&all)
+        .map_err(|e| StoreError::Corrupt(format!("attachments: {e}")))?;
+    Ok((json, added))
 }

@@ -45,6 +45,7 @@ pub(super) const SQLITE: &[MigrationFile] = &[
     migration!("shared/0013_metric_samples_covering.sql"),
     migration!("sqlite/0014_metric_rollups.sql"),
     migration!("shared/0015_message_edits.sql"),
+    migration!("shared/0016_message_parts.sql"),
 ];
 
 pub(super) const POSTGRES: &[MigrationFile] = &[
@@ -63,6 +64,7 @@ pub(super) const POSTGRES: &[MigrationFile] = &[
     migration!("shared/0013_metric_samples_covering.sql"),
     migration!("postgres/0014_metric_rollups.sql"),
     migration!("shared/0015_message_edits.sql"),
+    migration!("shared/0016_message_parts.sql"),
 ];
 
 impl MigrationFile {

@@ -61,7 +61,7 @@ pub use event_outbox::{EventWakeup, PendingEvents, UndecodableEvent};
 pub use events::NewEvent;
 pub use funnel::KnownExternalId;
 pub use merges::{ContactMerge, FilledField, MergeId};
-pub(crate) use messages::EditedContent;
+pub(crate) use messages::{EditedContent, PartContent};
 pub use messages::{MessagePage, NewMessage};
 pub(crate) use metric_rollups::{RollupChanges, RollupKey, RollupRow};
 pub(crate) use metric_samples::{Measured, NumberedSample, ReadState};
