@@ -15,6 +15,7 @@ mod registry;
 pub mod runner;
 pub mod sources;
 pub mod telegram;
+pub mod web_chat;
 pub mod webhook;
 
 pub use config::{KindConfig, decode_config, parse_config, read_secret};

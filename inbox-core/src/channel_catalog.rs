@@ -27,6 +27,9 @@ pub struct KindInfo {
     /// The path pattern of the kind's intake (`/hooks/{channel_id}`), when it takes pushes: the
     /// route it serves, `{channel_id}` standing for the channel id.
     pub intake_path: Option<&'static str>,
+    /// The HTML a site embeds for a kind with a widget: `{base}` stands for this server's public
+    /// URL, `{channel_id}` for the channel id.
+    pub embed_snippet: Option<&'static str>,
     /// The channel's signing secret matters (shown once at creation).
     pub uses_secret: bool,
 }
@@ -71,6 +74,8 @@ pub enum FieldInput {
     Toggle,
     /// One of these values.
     Choice(&'static [&'static str]),
+    /// Several values (a JSON array of strings), typed separated by commas or spaces.
+    List,
     /// The name of an environment variable holding a secret (the secret itself is never stored).
     SecretEnv,
     /// A path to a file (a mounted secret, a CA bundle).

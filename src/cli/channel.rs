@@ -159,8 +159,19 @@ async fn add(config: &Config, store: &Store, add: AddChannel) -> anyhow::Result<
             p.replace("{channel_id}", &channel.id.to_string())
         )
     });
+    let embed = info.embed_snippet.map(|snippet| {
+        snippet
+            .replace(
+                "{base}",
+                config.base_url(config.listen).trim_end_matches('/'),
+            )
+            .replace("{channel_id}", &channel.id.to_string())
+    });
     if add.json {
         let mut out = json!({"id": channel.id, "kind": channel.kind});
+        if let Some(embed) = &embed {
+            out["embed"] = embed.clone().into();
+        }
         if info.uses_secret {
             out["secret"] = secret.clone().into();
         }
@@ -176,6 +187,9 @@ async fn add(config: &Config, store: &Store, add: AddChannel) -> anyhow::Result<
     );
     if let Some(url) = intake {
         println!("Inbound URL: {url}");
+    }
+    if let Some(embed) = embed {
+        println!("Paste into your site's pages: {embed}");
     }
     if info.uses_secret {
         println!("Signing secret (shown once): {secret}");

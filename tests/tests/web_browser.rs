@@ -36,6 +36,7 @@ both_backends!(
     agent_works_a_conversation_on_desktop_and_phone,
     xss_corpus_runs_no_script_and_shows_text_escaped,
     a_resolved_customer_answers_the_survey,
+    visitors_chat_live_from_another_site,
 );
 
 /// The admin's password for the sign-in form.
@@ -93,6 +94,16 @@ async fn setup(backend: Backend) -> (TestApp, Receiver, Channel) {
 /// Runs `tests/browser/<script>` against the app and returns its output; panics with the
 /// script's stdout and stderr when it fails.
 async fn run_script(app: &TestApp, channel: &Channel, script: &str) -> String {
+    run_script_with(app, channel, script, &[]).await
+}
+
+/// [`run_script`] with more variables in the script's environment.
+async fn run_script_with(
+    app: &TestApp,
+    channel: &Channel,
+    script: &str,
+    vars: &[(&str, String)],
+) -> String {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core/package.json")
@@ -108,7 +119,9 @@ async fn run_script(app: &TestApp, channel: &Channel, script: &str) -> String {
         Path::new(&chromium).display()
     );
     let node = non_empty_var("INBOX_NODE").unwrap_or_else(|| "node".into());
-    let child = tokio::process::Command::new(&node)
+    let mut command = tokio::process::Command::new(&node);
+    command.envs(vars.iter().map(|(k, v)| (k, v)));
+    let child = command
         .arg(dir.join(script))
         .current_dir(&dir)
         .env("INBOX_URL", &app.address)
@@ -277,4 +290,129 @@ async fn a_resolved_customer_answers_the_survey(backend: Backend) {
     assert_eq!(surveys.len(), 1, "{surveys:?}");
     let report = app.get_json("/api/v1/reports/csat?group_by=channel").await;
     assert_eq!(report["groups"][0]["responses"], 1, "{report:#}");
+}
+
+/// The shop's site for the web chat: a page embedding the snippet on `site` (an origin of its
+/// own), with hostile CSS the widget must not care about; `?user=good|bad` adds a signed-in
+/// user's identity with a right or a wrong hash, as the site's server would.
+async fn serve_shop_site(listener: tokio::net::TcpListener, app: &TestApp, channel: &Channel) {
+    let inbox = app.address.trim_end_matches('/').to_owned();
+    let channel_id = channel.id;
+    let secret = channel.secret.clone();
+    let page = move |axum::extract::Query(query): axum::extract::Query<
+        std::collections::HashMap<String, String>,
+    >| {
+        let inbox = inbox.clone();
+        let secret = secret.clone();
+        async move {
+            let (id, email) = ("u-42", "ada@shop.example");
+            let identity = match query.get("user").map(String::as_str) {
+                Some(which) => {
+                    let key = if which == "good" {
+                        secret.as_str()
+                    } else {
+                        "not the secret"
+                    };
+                    let hash =
+                        inbox_connectors::web_chat::visitor::identity_hash(key, id, Some(email));
+                    format!(
+                        r#" data-user-id="{id}" data-user-email="{email}" data-user-name="Ada Shopper" data-user-hash="{hash}""#
+                    )
+                }
+                None => String::new(),
+            };
+            axum::response::Html(format!(
+                r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Acme shop</title>
+<style>button, textarea, ol, li {{ display: none !important; color: red !important; font-size: 40px !important; }}
+body {{ font-size: 30px; }}</style></head>
+<body><h1>Acme shop</h1>
+<script src="{inbox}/widget.js" data-channel="{channel_id}"{identity} async></script></body></html>"#
+            ))
+        }
+    };
+    let router = axum::Router::new().route("/", axum::routing::get(page));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+}
+
+// tests/browser/web_chat.mjs: the widget on another site, a visitor and an agent live.
+async fn visitors_chat_live_from_another_site(backend: Backend) {
+    let (app, _receiver, _webhook) = setup(backend).await;
+    // The site listens first: the channel names its origin. The same port as `localhost` is
+    // another origin, which the channel does not list.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the site");
+    let port = listener.local_addr().expect("site address").port();
+    let (site, other_site) = (
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    );
+    let channel = app
+        .store
+        .create_channel(
+            inbox_connectors::web_chat::KIND,
+            "Shop website",
+            json!({"origins": [site]}),
+            &inbox_connectors::webhook::new_secret(),
+        )
+        .await
+        .expect("create the web chat channel");
+    serve_shop_site(listener, &app, &channel).await;
+
+    let stdout = run_script_with(
+        &app,
+        &channel,
+        "web_chat.mjs",
+        &[
+            ("INBOX_SITE_URL", site.clone()),
+            ("INBOX_OTHER_SITE_URL", other_site),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("web chat flow passed"), "{stdout}");
+
+    // What the browser did, as the inbox stored it.
+    let page = app
+        .get_json(&format!(
+            "/api/v1/conversations?status=all&channel={}&limit=100",
+            channel.id
+        ))
+        .await;
+    let handles: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["contact_handle"].as_str())
+        .collect();
+    assert!(handles.contains(&"user:u-42"), "{handles:?}");
+    assert_eq!(
+        handles.len(),
+        3,
+        "the visitor, the proven user, the forged one: {handles:?}"
+    );
+    let user = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|c| c["contact_handle"] == "user:u-42")
+        .expect("the proven user's conversation");
+    let contact = app
+        .get_json(&format!(
+            "/api/v1/contacts/{}",
+            str_of_value(user, "contact_id")
+        ))
+        .await;
+    assert!(
+        contact.to_string().contains("ada@shop.example"),
+        "the proven email is the contact's: {contact:#}"
+    );
+}
+
+fn str_of_value<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {value:#}"))
 }

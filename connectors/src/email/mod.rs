@@ -146,6 +146,7 @@ impl Connector for EmailConnector {
                 ),
             ],
             intake_path: None,
+            embed_snippet: None,
             uses_secret: false,
         }
     }

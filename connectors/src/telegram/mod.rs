@@ -95,6 +95,7 @@ impl Connector for TelegramConnector {
                 ),
             ],
             intake_path: None,
+            embed_snippet: None,
             uses_secret: false,
         }
     }

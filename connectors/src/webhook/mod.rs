@@ -58,6 +58,7 @@ impl Connector for WebhookConnector {
                 required: false,
             }],
             intake_path: Some("/hooks/{channel_id}"),
+            embed_snippet: None,
             uses_secret: true,
         }
     }

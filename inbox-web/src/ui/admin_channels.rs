@@ -29,6 +29,8 @@ pub struct ChannelRowView {
     pub kind: String,
     pub icon: &'static str,
     pub intake_path: String,
+    /// The HTML a site embeds (a kind with a widget), else empty.
+    pub embed: String,
     pub last_success: Option<When>,
     /// How long ago the last success was, in words (the practical lag of a polling source).
     pub since_success: String,
@@ -48,6 +50,7 @@ pub struct ChannelRowView {
 pub struct CreatedChannel {
     pub name: String,
     pub intake_path: String,
+    pub embed: String,
     pub secret: Option<String>,
 }
 
@@ -108,9 +111,10 @@ fn kind_form(info: &KindInfo) -> KindForm {
                     FieldInput::Email => ("email", Vec::new()),
                     FieldInput::Toggle => ("select", vec!["true", "false"]),
                     FieldInput::Choice(choices) => ("select", choices.to_vec()),
-                    FieldInput::Text | FieldInput::SecretEnv | FieldInput::Path => {
-                        ("text", Vec::new())
-                    }
+                    FieldInput::Text
+                    | FieldInput::SecretEnv
+                    | FieldInput::Path
+                    | FieldInput::List => ("text", Vec::new()),
                 };
                 FieldView {
                     name: format!("config.{}", f.name),
@@ -127,6 +131,17 @@ fn kind_form(info: &KindInfo) -> KindForm {
         description: info.description,
         kind,
     }
+}
+
+/// The kind's embed snippet for a channel, with this server's URL.
+fn embed_of(info: Option<&KindInfo>, base: &str, channel_id: &str) -> String {
+    info.and_then(|k| k.embed_snippet)
+        .map(|snippet| {
+            snippet
+                .replace("{base}", base.trim_end_matches('/'))
+                .replace("{channel_id}", channel_id)
+        })
+        .unwrap_or_default()
 }
 
 async fn channels_page(
@@ -158,6 +173,7 @@ async fn channels_page(
                     .map(|p| p.replace("{channel_id}", &c.id.to_string()))
                     .unwrap_or_default(),
                 icon: info.map(|k| k.icon).unwrap_or("?"),
+                embed: embed_of(info, &state.public_url, &c.id.to_string()),
                 name: c.name,
                 kind: c.kind.to_string(),
                 since_success: h.last_success_at.map(ago).unwrap_or_else(|| "never".into()),
@@ -205,6 +221,12 @@ fn config_of(info: &KindInfo, form: &HashMap<String, String>) -> Result<Value, S
                 .map(Value::from)
                 .map_err(|_| format!("{}: a whole number.", field.label))?,
             FieldInput::Toggle => Value::Bool(raw == "true"),
+            FieldInput::List => Value::Array(
+                raw.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Value::String(v.to_owned()))
+                    .collect(),
+            ),
             _ => Value::String(raw.to_owned()),
         };
         config.insert(field.name.to_owned(), value);
@@ -251,6 +273,11 @@ pub async fn add_channel(
             let shown = CreatedChannel {
                 name: created.channel.name.clone(),
                 intake_path: created.channel.intake_path.clone().unwrap_or_default(),
+                embed: embed_of(
+                    Some(&info),
+                    &state.public_url,
+                    &created.channel.id.to_string(),
+                ),
                 secret: created.secret,
             };
             channels_page(&state, &viewer, Some(shown), None).await

@@ -1,0 +1,225 @@
+//! A visitor's chat as the widget shows it: their messages and the agents' replies, one object
+//! per entry under `web_chat/<channel>/<log key>/entries/`, named by a time-ordered id (UUIDv7),
+//! so a listing is the history in order and an entry id is where a stream resumes
+//! (`Last-Event-ID`). The objects are written by whichever instance took the message or
+//! delivered the reply; a [`Hub`] tells this instance's open streams at once, and streams also
+//! look again every few seconds for what another instance wrote.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use inbox_core::ids::ChannelId;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// Most entries a stream replays when it starts from nothing.
+pub const HISTORY_LIMIT: usize = 200;
+
+/// Who wrote an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Author {
+    Visitor,
+    Agent,
+}
+
+/// One message of the chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Time-ordered (UUIDv7, simple form): the SSE event id.
+    pub id: String,
+    pub from: Author,
+    /// The agent's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub text: String,
+    /// The sender's id of the message (the widget's for a visitor's, the stored message id
+    /// for an agent's): a retried send is one entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl Entry {
+    pub fn new(from: Author, text: String) -> Self {
+        Entry {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            from,
+            agent: None,
+            text,
+            client_id: None,
+            at: Utc::now(),
+        }
+    }
+}
+
+/// Where one chat's entries are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChatKey {
+    pub channel: ChannelId,
+    /// [`super::visitor::log_key`] of the contact handle.
+    pub log: String,
+}
+
+impl ChatKey {
+    fn prefix(&self) -> Path {
+        Path::from(format!("web_chat/{}/{}/entries", self.channel, self.log))
+    }
+}
+
+/// Reads and writes chat logs, and tells open streams of new entries.
+#[derive(Debug, Clone)]
+pub struct ChatLog {
+    blobs: Arc<dyn ObjectStore>,
+    hub: Arc<Hub>,
+}
+
+impl ChatLog {
+    pub fn new(blobs: Arc<dyn ObjectStore>) -> Self {
+        ChatLog {
+            blobs,
+            hub: Arc::new(Hub::default()),
+        }
+    }
+
+    /// Writes an entry (durably, before it is announced).
+    pub async fn append(&self, key: &ChatKey, entry: &Entry) -> Result<(), String> {
+        let path = key.prefix().child(format!("{}.json", entry.id));
+        let bytes = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+        self.blobs
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| format!("chat log {path}: {e}"))?;
+        self.hub.announce(key, entry);
+        Ok(())
+    }
+
+    /// The entries after `after` (all when `None`), oldest first; at most [`HISTORY_LIMIT`] of
+    /// the newest when starting from nothing.
+    pub async fn after(&self, key: &ChatKey, after: Option<&str>) -> Result<Vec<Entry>, String> {
+        let prefix = key.prefix();
+        let listed: Result<Vec<Path>, _> = self
+            .blobs
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await;
+        let mut names = match listed {
+            Ok(names) => names,
+            // A chat nobody wrote in yet.
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(format!("chat log {prefix}: {e}")),
+        };
+        names.sort();
+        let newer: Vec<Path> = names
+            .into_iter()
+            .filter(|p| {
+                let id = p.filename().unwrap_or_default().trim_end_matches(".json");
+                after.is_none_or(|after| id > after)
+            })
+            .collect();
+        let skip = if after.is_none() {
+            newer.len().saturating_sub(HISTORY_LIMIT)
+        } else {
+            0
+        };
+        let mut entries = Vec::with_capacity(newer.len() - skip);
+        for path in &newer[skip..] {
+            let bytes = self
+                .blobs
+                .get(path)
+                .await
+                .map_err(|e| format!("chat log {path}: {e}"))?
+                .bytes()
+                .await
+                .map_err(|e| format!("chat log {path}: {e}"))?;
+            match serde_json::from_slice::<Entry>(&bytes) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => tracing::warn!(%path, error = %e, "Skipped an unreadable chat entry."),
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The entry with this client id, when the send was taken before.
+    pub async fn by_client_id(
+        &self,
+        key: &ChatKey,
+        client_id: &str,
+    ) -> Result<Option<Entry>, String> {
+        Ok(self
+            .after(key, None)
+            .await?
+            .into_iter()
+            .find(|e| e.client_id.as_deref() == Some(client_id)))
+    }
+
+    /// New entries of a chat, as this instance writes them.
+    pub fn subscribe(&self, key: &ChatKey) -> broadcast::Receiver<Entry> {
+        self.hub.subscribe(key)
+    }
+}
+
+/// Open streams by chat, told of entries this instance writes.
+#[derive(Debug, Default)]
+struct Hub {
+    chats: Mutex<HashMap<ChatKey, broadcast::Sender<Entry>>>,
+}
+
+impl Hub {
+    fn subscribe(&self, key: &ChatKey) -> broadcast::Receiver<Entry> {
+        let mut chats = self.chats.lock().unwrap_or_else(|p| p.into_inner());
+        // Chats whose streams all closed are dropped here, so the map holds open chats only.
+        chats.retain(|_, sender| sender.receiver_count() > 0);
+        chats
+            .entry(key.clone())
+            .or_insert_with(|| broadcast::channel(64).0)
+            .subscribe()
+    }
+
+    fn announce(&self, key: &ChatKey, entry: &Entry) {
+        let chats = self.chats.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = chats.get(key) {
+            let _ = sender.send(entry.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_read_back_in_order_after_an_id_and_are_announced() {
+        let log = ChatLog::new(Arc::new(object_store::memory::InMemory::new()));
+        let key = ChatKey {
+            channel: ChannelId::new(),
+            log: "k".into(),
+        };
+        let mut live = log.subscribe(&key);
+        let first = Entry::new(Author::Visitor, "hi".into());
+        let mut second = Entry::new(Author::Agent, "hello".into());
+        second.agent = Some("Grace".into());
+        log.append(&key, &first).await.unwrap();
+        log.append(&key, &second).await.unwrap();
+        assert_eq!(live.recv().await.unwrap(), first);
+        assert_eq!(
+            log.after(&key, None).await.unwrap(),
+            [first.clone(), second.clone()]
+        );
+        assert_eq!(
+            log.after(&key, Some(&first.id)).await.unwrap(),
+            [second.clone()]
+        );
+        assert!(log.after(&key, Some(&second.id)).await.unwrap().is_empty());
+        let other = ChatKey {
+            log: "other".into(),
+            ..key.clone()
+        };
+        assert!(log.after(&other, None).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,187 @@
+//! Website chat: the product's own widget (`widget.js`, in a shadow root on the customer's site)
+//! talks to the intake (`intake`); visitors' messages go through the funnel like any channel's,
+//! and agents' replies are written to the visitor's chat log (`log`), which the widget follows
+//! live. docs/channels/web-chat.md says how to embed it.
+
+mod config;
+mod intake;
+mod limits;
+pub mod log;
+pub mod visitor;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use clap::FromArgMatches;
+pub use config::{FormField, WebChatArgs, WebChatConfig, normalize_origin};
+use inbox_core::channel_catalog::{
+    ConfigError, ConfigField, ConnectionCheck, ConnectionReport, FieldInput, KindInfo,
+};
+use inbox_core::channel_rules::ChannelRules;
+use inbox_core::envelope::{ChannelKind, OutboundMessage};
+use inbox_core::model::Channel;
+use object_store::ObjectStore;
+
+use self::log::{Author, ChatKey, ChatLog, Entry};
+use crate::{CliChannel, Connector, Delivered, DeliveryError, decode_config, parse_config};
+
+pub const KIND: ChannelKind = ChannelKind::named("web_chat");
+
+/// The snippet a site embeds (`{base}` the product's public URL, `{channel_id}` the channel).
+pub const EMBED_SNIPPET: &str =
+    r#"<script src="{base}/widget.js" data-channel="{channel_id}" async></script>"#;
+
+/// Website chat channels; the chat logs live in `blobs`.
+#[derive(Debug, Clone)]
+pub struct WebChatConnector {
+    log: ChatLog,
+}
+
+impl WebChatConnector {
+    pub fn new(blobs: Arc<dyn ObjectStore>) -> Self {
+        WebChatConnector {
+            log: ChatLog::new(blobs),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for WebChatConnector {
+    fn kind(&self) -> ChannelKind {
+        KIND
+    }
+
+    fn info(&self) -> KindInfo {
+        use FieldInput::*;
+        KindInfo {
+            kind: KIND,
+            display_name: "Website chat",
+            icon: "⌂",
+            description: "A chat bubble on your own website: visitors write, agents answer \
+                          live from the inbox.",
+            fields: vec![
+                ConfigField::new(
+                    "origins",
+                    "Sites",
+                    "Where the widget is embedded (https://shop.example), several separated by \
+                     commas or spaces: calls from other sites are refused.",
+                    List,
+                    true,
+                ),
+                ConfigField::new(
+                    "greeting",
+                    "Greeting",
+                    "Shown when a visitor opens the chat.",
+                    Text,
+                    false,
+                ),
+                ConfigField::new(
+                    "away_text",
+                    "Away text",
+                    "Shown under the greeting, e.g. when you usually answer.",
+                    Text,
+                    false,
+                ),
+                ConfigField::new(
+                    "accent_color",
+                    "Accent color",
+                    "The widget's color, #rrggbb.",
+                    Text,
+                    false,
+                ),
+                ConfigField::new(
+                    "name_field",
+                    "Ask for a name",
+                    "The pre-chat form's name field.",
+                    Choice(&["off", "optional", "required"]),
+                    false,
+                ),
+                ConfigField::new(
+                    "email_field",
+                    "Ask for an email",
+                    "The pre-chat form's email field (never taken as verified).",
+                    Choice(&["off", "optional", "required"]),
+                    false,
+                ),
+            ],
+            intake_path: None,
+            embed_snippet: Some(EMBED_SNIPPET),
+            uses_secret: true,
+        }
+    }
+
+    fn rules(&self) -> ChannelRules {
+        ChannelRules::CHANNEL_CHAT
+    }
+
+    fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
+        let config: WebChatConfig = parse_config(config)?;
+        Ok(serde_json::to_value(config).unwrap_or_default())
+    }
+
+    fn cli_args(&self, command: clap::Command) -> clap::Command {
+        <WebChatArgs as clap::Args>::augment_args(command)
+    }
+
+    fn channel_from_cli(&self, args: &clap::ArgMatches) -> Result<CliChannel, ConfigError> {
+        let args = WebChatArgs::from_arg_matches(args)
+            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
+        let name = args.name.clone();
+        let config = serde_json::to_value(args.into_config()).unwrap_or_default();
+        Ok(CliChannel {
+            name,
+            config: self.validate(&config)?,
+        })
+    }
+
+    fn intake(&self, ctx: &crate::IntakeContext) -> Option<axum::Router> {
+        Some(intake::router(ctx.clone(), self.log.clone()))
+    }
+
+    /// Writes the reply to the visitor's chat log, where the widget shows it (live when open,
+    /// on the next visit otherwise). Named by the time it is written, so an open stream that
+    /// already showed later visitor messages still gets it; a retried delivery finds the entry
+    /// by the message id and writes nothing twice.
+    async fn deliver(
+        &self,
+        channel: &Channel,
+        message: &OutboundMessage,
+    ) -> Result<Delivered, DeliveryError> {
+        decode_config::<WebChatConfig>(&channel.config)
+            .map_err(|e| DeliveryError::permanent(format!("channel config: {e}")))?;
+        let key = ChatKey {
+            channel: channel.id,
+            log: visitor::log_key(&message.to.handle),
+        };
+        let message_id = message.id.0.simple().to_string();
+        let known = self
+            .log
+            .by_client_id(&key, &message_id)
+            .await
+            .map_err(DeliveryError::transient)?;
+        if known.is_none() {
+            let mut entry = Entry::new(Author::Agent, message.body.text.clone());
+            entry.agent = message.author.clone();
+            entry.client_id = Some(message_id.clone());
+            self.log
+                .append(&key, &entry)
+                .await
+                .map_err(DeliveryError::transient)?;
+        }
+        Ok(Delivered {
+            external_id: Some(message_id),
+        })
+    }
+
+    /// The config reads, and the chat logs can be written.
+    async fn test_connection(&self, channel: &Channel) -> ConnectionReport {
+        let config = decode_config::<WebChatConfig>(&channel.config);
+        ConnectionReport::of(vec![match config {
+            Ok(config) => ConnectionCheck::passed(
+                "config",
+                format!("the widget may be used on {}", config.origins.join(", ")),
+            ),
+            Err(e) => ConnectionCheck::failed("config", e.to_string()),
+        }])
+    }
+}
