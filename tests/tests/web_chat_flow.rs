@@ -2,7 +2,8 @@
 //! would speak it (the widget itself runs in Chromium in `web_browser.rs`): the origin check and
 //! CORS, sessions and their tokens, sends taken once per client id through the funnel, fields
 //! named when wrong, the stream with its history, live replies and `Last-Event-ID` resumption,
-//! identity verification, rate limits, a paused channel, and `inbox channel add web-chat`.
+//! identity verification, rate limits, a paused channel, the email fallback for a visitor who
+//! has gone (through a real SMTP server), and `inbox channel add web-chat`.
 
 #![allow(
     clippy::expect_used,
@@ -25,6 +26,7 @@ both_backends!(
     proven_users_are_linked_and_forged_claims_are_not,
     limits_and_a_paused_channel_refuse_with_a_retry,
     the_cli_adds_a_web_chat_channel,
+    a_visitor_who_has_gone_also_gets_the_reply_by_email,
 );
 
 const SITE: &str = "https://shop.example";
@@ -364,9 +366,13 @@ async fn the_stream_gives_the_history_then_live_replies_and_resumes(backend: Bac
     app.agent_writes(&conversation, "Reply two", false).await;
     let resumed = open_stream(&app, &channel, &token, Some(&events[0].0)).await;
     let later = read_events(resumed, 4).await;
-    let texts: Vec<&str> = later
+    // Replies may be delivered in any order; each is shown at the time it was written.
+    let mut by_time: Vec<&Value> = later.iter().map(|(_, e)| e).collect();
+    by_time
+        .sort_by_key(|e| chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap()).unwrap());
+    let texts: Vec<&str> = by_time
         .iter()
-        .map(|(_, e)| e["text"].as_str().unwrap())
+        .map(|e| e["text"].as_str().unwrap())
         .collect();
     assert_eq!(
         texts,
@@ -628,5 +634,106 @@ async fn the_cli_adds_a_web_chat_channel(backend: Backend) {
         channel.get("secret").is_none(),
         "secrets are never returned"
     );
+    app.stop().await;
+}
+
+async fn a_visitor_who_has_gone_also_gets_the_reply_by_email(backend: Backend) {
+    let mail = inbox_e2e::mail::MailServer::start();
+    let app = TestApp::spawn(backend).await;
+    let email = app
+        .store
+        .create_channel(
+            inbox_connectors::email::KIND,
+            "Support mailbox",
+            serde_json::to_value(mail.support_config()).unwrap(),
+            &inbox_connectors::webhook::new_secret(),
+        )
+        .await
+        .expect("create the email channel");
+    let channel = app
+        .store
+        .create_channel(
+            web_chat::KIND,
+            "Shop website",
+            json!({"origins": [SITE], "email_fallback_channel": email.id, "away_after_minutes": 0}),
+            &inbox_connectors::webhook::new_secret(),
+        )
+        .await
+        .expect("create the web chat channel");
+
+    // One visitor keeps the chat open; the other left an address and closed the tab.
+    let staying = session(&app, &channel, &json!({"email": "customer@example.test"})).await;
+    let staying_token = staying["chat_token"].as_str().unwrap().to_owned();
+    let stream = open_stream(&app, &channel, &staying_token, None).await;
+    let gone = session(
+        &app,
+        &channel,
+        &json!({"name": "Cy", "email": "customer@example.test"}),
+    )
+    .await;
+    let gone_token = gone["chat_token"].as_str().unwrap().to_owned();
+    send(
+        &app,
+        &channel,
+        &staying_token,
+        "c-4000-staying",
+        "I am still here",
+    )
+    .await;
+    send(
+        &app,
+        &channel,
+        &gone_token,
+        "c-4001-gone",
+        "Call me back by mail",
+    )
+    .await;
+    let conversations = wait_for(WAIT, "both chats", async || {
+        let all = app.conversations().await;
+        (all.len() == 2).then_some(all)
+    })
+    .await;
+    let of = |text: &str| {
+        conversations
+            .iter()
+            .find(|c| c["preview"] == text)
+            .and_then(|c| c["id"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let (here, away) = (of("I am still here"), of("Call me back by mail"));
+    let to_here = app.agent_writes(&here, "Great, one moment", false).await;
+    let to_away = app
+        .agent_writes(&away, "Your refund was sent today", false)
+        .await;
+    for (conversation, reply) in [(&here, &to_here), (&away, &to_away)] {
+        app.wait_for_delivery(conversation, reply["id"].as_str().unwrap(), "sent")
+            .await;
+    }
+
+    // The visitor who left gets it by email, from the support address (sent before the reply
+    // counted as sent); the one with the chat open only in the chat.
+    let sent = mail.new_mail("customer");
+    assert_eq!(
+        sent.len(),
+        1,
+        "one email, for the visitor who left: {sent:#?}"
+    );
+    assert!(
+        sent[0].contains("Your refund was sent today"),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[0].contains("Subject: Re: Your chat with Shop website"),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[0].contains("support@example.test"), "{}", sent[0]);
+    assert!(!sent[0].contains("Great, one moment"));
+    drop(stream);
+    // The chat has the reply too, for the visitor's next visit.
+    let history = read_events(open_stream(&app, &channel, &gone_token, None).await, 2).await;
+    assert_eq!(history[1].1["text"], "Your refund was sent today");
     app.stop().await;
 }

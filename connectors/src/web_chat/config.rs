@@ -52,7 +52,8 @@ pub struct WebChatConfig {
     /// gone (no open chat for `away_after_minutes`).
     #[serde(default)]
     pub email_fallback_channel: Option<ChannelId>,
-    /// Minutes without an open chat after which a visitor counts as gone.
+    /// Minutes without an open chat after which a visitor counts as gone (0: as soon as no
+    /// chat is open).
     #[serde(default = "default_away_after")]
     pub away_after_minutes: u32,
 }
@@ -123,8 +124,8 @@ impl KindConfig for WebChatConfig {
         if !(1..=50 * 1024 * 1024).contains(&self.max_upload_bytes) {
             return Err(ConfigError::new("max_upload_bytes", "1 byte to 50 MiB"));
         }
-        if !(1..=1440).contains(&self.away_after_minutes) {
-            return Err(ConfigError::new("away_after_minutes", "1 to 1440 minutes"));
+        if self.away_after_minutes > 1440 {
+            return Err(ConfigError::new("away_after_minutes", "0 to 1440 minutes"));
         }
         Ok(())
     }

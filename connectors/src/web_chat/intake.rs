@@ -32,7 +32,7 @@ use serde_json::json;
 use super::KIND;
 use super::config::{FormField, WebChatConfig};
 use super::limits::Limiter;
-use super::log::{Author, ChatKey, ChatLog, Entry};
+use super::log::{Author, ChatKey, ChatLog, Entry, Profile};
 use super::visitor::{self, Chat, Claim};
 use crate::{IntakeContext, decode_config};
 
@@ -43,6 +43,8 @@ pub const MAX_TEXT_CHARS: usize = 4_000;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How often an open stream looks for entries another instance wrote.
 const RELOOK: Duration = Duration::from_secs(2);
+/// How often an open stream notes that the visitor is there (for the email fallback).
+pub(super) const PRESENCE_EVERY: Duration = Duration::from_secs(30);
 
 /// What the endpoints share.
 #[derive(Debug, Clone)]
@@ -335,14 +337,31 @@ async fn session(
         Ok(request) => request,
         Err(refused) => return allowed.refuse(refused),
     };
-    match open_session(&allowed, request) {
-        Ok(session) => allowed.answer(axum::Json(session)),
-        Err(refused) => allowed.refuse(refused),
+    let (session, chat) = match open_session(&allowed, request) {
+        Ok(opened) => opened,
+        Err(refused) => return allowed.refuse(refused),
+    };
+    if let Some(left_email) = &chat.left_email {
+        let key = ChatKey {
+            channel: allowed.channel.id,
+            log: visitor::log_key(&chat.handle),
+        };
+        let profile = Profile {
+            left_email: Some(left_email.clone()),
+        };
+        if let Err(e) = widget.log.set_profile(&key, &profile).await {
+            tracing::warn!(channel_id = %allowed.channel.id, error = %e, "Visitor profile not written.");
+            return allowed.refuse(Refused::Unavailable);
+        }
     }
+    allowed.answer(axum::Json(session))
 }
 
 /// The visitor and chat tokens and the widget's settings for a session request.
-fn open_session(allowed: &Allowed, request: SessionRequest) -> Result<serde_json::Value, Refused> {
+fn open_session(
+    allowed: &Allowed,
+    request: SessionRequest,
+) -> Result<(serde_json::Value, Chat), Refused> {
     let secret = &allowed.channel.secret;
     let channel = allowed.channel.id;
     let (visitor_id, visitor_token) = match request
@@ -385,7 +404,7 @@ fn open_session(allowed: &Allowed, request: SessionRequest) -> Result<serde_json
         name: user.as_ref().and_then(|u| u.name.clone()).or(name),
         left_email: email,
     };
-    Ok(json!({
+    let answer = json!({
         "visitor_token": visitor_token,
         "chat_token": visitor::seal(secret, channel, &chat),
         "identity": identity,
@@ -398,7 +417,8 @@ fn open_session(allowed: &Allowed, request: SessionRequest) -> Result<serde_json
             "uploads": config.uploads,
             "max_text_chars": MAX_TEXT_CHARS,
         },
-    }))
+    });
+    Ok((answer, chat))
 }
 
 fn clean(value: Option<&str>, max: usize) -> Option<String> {
@@ -613,6 +633,7 @@ async fn stream(
         relook: tokio::time::interval(RELOOK),
         started: false,
         ready: false,
+        noted: None,
     };
     let events = futures::stream::unfold(follow, |mut follow| async move {
         let event = follow.next().await;
@@ -633,6 +654,20 @@ struct Follow {
     started: bool,
     /// `ready` was sent: the history is shown.
     ready: bool,
+    /// When presence was last noted.
+    noted: Option<tokio::time::Instant>,
+}
+
+impl Drop for Follow {
+    /// The visitor was there until now.
+    fn drop(&mut self) {
+        let (log, key) = (self.log.clone(), self.key.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = log.seen(&key).await;
+            });
+        }
+    }
 }
 
 impl Follow {
@@ -664,8 +699,15 @@ impl Follow {
         }
     }
 
-    /// Queues what the log holds after the last entry sent.
+    /// Queues what the log holds after the last entry sent, and notes the visitor's presence
+    /// now and then.
     async fn read(&mut self) {
+        if self.noted.is_none_or(|at| at.elapsed() >= PRESENCE_EVERY) {
+            self.noted = Some(tokio::time::Instant::now());
+            if let Err(e) = self.log.seen(&self.key).await {
+                tracing::warn!(error = %e, "Visitor presence not noted.");
+            }
+        }
         match self.log.after(&self.key, self.last.as_deref()).await {
             Ok(entries) => self.pending = entries.into(),
             Err(e) => tracing::warn!(error = %e, "Chat log unreadable; trying again."),

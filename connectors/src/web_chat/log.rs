@@ -41,6 +41,8 @@ pub struct Entry {
     /// for an agent's): a retried send is one entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// When it was written (by the visitor, or by the agent): the widget shows entries in
+    /// this order.
     pub at: DateTime<Utc>,
 }
 
@@ -67,8 +69,27 @@ pub struct ChatKey {
 
 impl ChatKey {
     fn prefix(&self) -> Path {
-        Path::from(format!("web_chat/{}/{}/entries", self.channel, self.log))
+        self.path("entries")
     }
+
+    fn path(&self, name: &str) -> Path {
+        Path::from(format!("web_chat/{}/{}/{name}", self.channel, self.log))
+    }
+}
+
+/// What the visitor told about themselves, kept beside the chat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The address typed into the pre-chat form (unverified): where a reply may also go by
+    /// email once the visitor has gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_email: Option<String>,
+}
+
+/// When the visitor last had the chat open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Presence {
+    seen_at: DateTime<Utc>,
 }
 
 /// Reads and writes chat logs, and tells open streams of new entries.
@@ -158,6 +179,62 @@ impl ChatLog {
             .find(|e| e.client_id.as_deref() == Some(client_id)))
     }
 
+    /// Notes that the visitor has the chat open now (streams do, while they are open).
+    pub async fn seen(&self, key: &ChatKey) -> Result<(), String> {
+        self.put_json(
+            &key.path("presence.json"),
+            &Presence {
+                seen_at: Utc::now(),
+            },
+        )
+        .await
+    }
+
+    /// True while a stream of the chat is open on this instance, or one elsewhere said so
+    /// within `window`.
+    pub async fn present(&self, key: &ChatKey, window: chrono::Duration) -> Result<bool, String> {
+        if self.hub.open(key) {
+            return Ok(true);
+        }
+        let presence: Option<Presence> = self.get_json(&key.path("presence.json")).await?;
+        Ok(presence.is_some_and(|p| Utc::now() - p.seen_at < window))
+    }
+
+    pub async fn set_profile(&self, key: &ChatKey, profile: &Profile) -> Result<(), String> {
+        self.put_json(&key.path("profile.json"), profile).await
+    }
+
+    pub async fn profile(&self, key: &ChatKey) -> Result<Profile, String> {
+        Ok(self
+            .get_json(&key.path("profile.json"))
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn put_json(&self, path: &Path, value: &impl Serialize) -> Result<(), String> {
+        let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        self.blobs
+            .put(path, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("chat log {path}: {e}"))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<Option<T>, String> {
+        let bytes = match self.blobs.get(path).await {
+            Ok(found) => found.bytes().await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| format!("chat log {path}: {e}"))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("chat log {path}: {e}"))
+    }
+
     /// New entries of a chat, as this instance writes them.
     pub fn subscribe(&self, key: &ChatKey) -> broadcast::Receiver<Entry> {
         self.hub.subscribe(key)
@@ -179,6 +256,11 @@ impl Hub {
             .entry(key.clone())
             .or_insert_with(|| broadcast::channel(64).0)
             .subscribe()
+    }
+
+    fn open(&self, key: &ChatKey) -> bool {
+        let chats = self.chats.lock().unwrap_or_else(|p| p.into_inner());
+        chats.get(key).is_some_and(|s| s.receiver_count() > 0)
     }
 
     fn announce(&self, key: &ChatKey, entry: &Entry) {
@@ -221,5 +303,20 @@ mod tests {
             ..key.clone()
         };
         assert!(log.after(&other, None).await.unwrap().is_empty());
+
+        // Present while a stream is open here, or lately seen elsewhere.
+        let minute = chrono::Duration::minutes(1);
+        assert!(log.present(&key, minute).await.unwrap());
+        drop(live);
+        assert!(!log.present(&key, minute).await.unwrap());
+        log.seen(&key).await.unwrap();
+        assert!(log.present(&key, minute).await.unwrap());
+        assert!(!log.present(&key, chrono::Duration::zero()).await.unwrap());
+        assert_eq!(log.profile(&key).await.unwrap(), Profile::default());
+        let profile = Profile {
+            left_email: Some("ada@shop.example".into()),
+        };
+        log.set_profile(&key, &profile).await.unwrap();
+        assert_eq!(log.profile(&key).await.unwrap(), profile);
     }
 }

@@ -9,7 +9,7 @@ mod limits;
 pub mod log;
 pub mod visitor;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use clap::FromArgMatches;
@@ -23,7 +23,9 @@ use inbox_core::model::Channel;
 use object_store::ObjectStore;
 
 use self::log::{Author, ChatKey, ChatLog, Entry};
-use crate::{CliChannel, Connector, Delivered, DeliveryError, decode_config, parse_config};
+use crate::{
+    ChannelDirectory, CliChannel, Connector, Delivered, DeliveryError, decode_config, parse_config,
+};
 
 pub const KIND: ChannelKind = ChannelKind::named("web_chat");
 
@@ -35,12 +37,91 @@ pub const EMBED_SNIPPET: &str =
 #[derive(Debug, Clone)]
 pub struct WebChatConnector {
     log: ChatLog,
+    /// Sends the email fallback.
+    email: crate::email::EmailConnector,
+    /// The channels (for the email fallback's channel), known once the intake is served: the
+    /// process that serves the widget also delivers its replies.
+    directory: Arc<OnceLock<Arc<dyn ChannelDirectory>>>,
 }
 
 impl WebChatConnector {
     pub fn new(blobs: Arc<dyn ObjectStore>) -> Self {
         WebChatConnector {
-            log: ChatLog::new(blobs),
+            log: ChatLog::new(blobs.clone()),
+            email: crate::email::EmailConnector::new(blobs),
+            directory: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Also sends the reply by email when the visitor has gone and left an address (a proven
+    /// one, else the pre-chat form's) and the channel names an email channel for it.
+    async fn email_fallback(
+        &self,
+        channel: &Channel,
+        config: &WebChatConfig,
+        key: &ChatKey,
+        message: &OutboundMessage,
+    ) -> Result<(), DeliveryError> {
+        let Some(fallback) = config.email_fallback_channel else {
+            return Ok(());
+        };
+        // Streams note the visitor every 30 s: a shorter window would miss those elsewhere.
+        let window = chrono::Duration::minutes(i64::from(config.away_after_minutes))
+            .max(chrono::Duration::seconds(45));
+        if self
+            .log
+            .present(key, window)
+            .await
+            .map_err(DeliveryError::transient)?
+        {
+            return Ok(());
+        }
+        let address = match message.to.email.clone() {
+            Some(email) => Some(email),
+            None => {
+                self.log
+                    .profile(key)
+                    .await
+                    .map_err(DeliveryError::transient)?
+                    .left_email
+            }
+        };
+        let Some(address) = address else {
+            return Ok(());
+        };
+        let directory = self.directory.get().ok_or_else(|| {
+            DeliveryError::transient("the email fallback needs this process to serve the widget")
+        })?;
+        let email_channel = directory
+            .channel(fallback)
+            .await
+            .map_err(DeliveryError::transient)?
+            .filter(|c| c.kind == crate::email::KIND && c.enabled && c.deleted_at.is_none());
+        let Some(email_channel) = email_channel else {
+            tracing::warn!(channel_id = %channel.id, fallback_channel = %fallback, "The email fallback channel is not an enabled email channel; the reply waits in the chat only.");
+            return Ok(());
+        };
+        let mut mail = message.clone();
+        mail.channel_id = email_channel.id;
+        mail.channel_kind = crate::email::KIND;
+        mail.to = inbox_core::envelope::Party {
+            handle: address.clone(),
+            email: Some(address),
+            name: message.to.name.clone(),
+            phone: None,
+        };
+        mail.thread.subject = Some(format!("Your chat with {}", channel.name));
+        match self.email.deliver(&email_channel, &mail).await {
+            Ok(_) => {
+                tracing::info!(channel_id = %channel.id, message_id = %message.id.0, "Reply also sent by email: the visitor has gone.");
+                Ok(())
+            }
+            // The chat has it: a refused address is said, not retried.
+            Err(e) if !e.retryable => {
+                tracing::warn!(channel_id = %channel.id, message_id = %message.id.0, error = %e, "The email fallback was refused.");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 }
@@ -135,11 +216,12 @@ impl Connector for WebChatConnector {
     }
 
     fn intake(&self, ctx: &crate::IntakeContext) -> Option<axum::Router> {
+        let _ = self.directory.set(ctx.directory.clone());
         Some(intake::router(ctx.clone(), self.log.clone()))
     }
 
     /// Writes the reply to the visitor's chat log, where the widget shows it (live when open,
-    /// on the next visit otherwise). Named by the time it is written, so an open stream that
+    /// on the next visit otherwise), and by email too when the visitor has gone. Named by the time it is written, so an open stream that
     /// already showed later visitor messages still gets it; a retried delivery finds the entry
     /// by the message id and writes nothing twice.
     async fn deliver(
@@ -147,7 +229,7 @@ impl Connector for WebChatConnector {
         channel: &Channel,
         message: &OutboundMessage,
     ) -> Result<Delivered, DeliveryError> {
-        decode_config::<WebChatConfig>(&channel.config)
+        let config: WebChatConfig = decode_config(&channel.config)
             .map_err(|e| DeliveryError::permanent(format!("channel config: {e}")))?;
         let key = ChatKey {
             channel: channel.id,
@@ -161,6 +243,8 @@ impl Connector for WebChatConnector {
             .map_err(DeliveryError::transient)?;
         if known.is_none() {
             let mut entry = Entry::new(Author::Agent, message.body.text.clone());
+            // Shown at the time the agent wrote it: replies may be delivered out of order.
+            entry.at = message.created_at;
             entry.agent = message.author.clone();
             entry.client_id = Some(message_id.clone());
             self.log
@@ -168,6 +252,7 @@ impl Connector for WebChatConnector {
                 .await
                 .map_err(DeliveryError::transient)?;
         }
+        self.email_fallback(channel, &config, &key, message).await?;
         Ok(Delivered {
             external_id: Some(message_id),
         })

@@ -156,9 +156,11 @@
   let settings = null;
   let stream = null;
 
-  function bubble(kind, text, who) {
+  // Bubbles stay in the order they were written (`at`, ms; replies may arrive out of order).
+  function bubble(kind, text, who, at = Date.now()) {
     const item = document.createElement("li");
     item.className = kind;
+    item.dataset.at = String(at);
     if (who) {
       const name = document.createElement("span");
       name.className = "who";
@@ -166,7 +168,8 @@
       item.append(name);
     }
     item.append(document.createTextNode(text));
-    log.append(item);
+    const later = [...log.children].find((other) => Number(other.dataset.at) > at);
+    log.insertBefore(item, later || null);
     scrollDown();
     return item;
   }
@@ -190,9 +193,10 @@
       shown.set(entry.id, item);
       return;
     }
+    const at = Date.parse(entry.at) || Date.now();
     const item = entry.from === "agent"
-      ? bubble("agent", entry.text, entry.agent || t.agent)
-      : bubble("visitor", entry.text);
+      ? bubble("agent", entry.text, entry.agent || t.agent, at)
+      : bubble("visitor", entry.text, undefined, at);
     if (entry.from === "visitor") setStatus(item, t.delivered);
     shown.set(entry.id, item);
     if (entry.client_id) shown.set(entry.client_id, item);
@@ -235,8 +239,8 @@
   }
 
   function greet() {
-    if (settings.greeting) bubble("note", settings.greeting);
-    if (settings.away_text) bubble("note", settings.away_text);
+    if (settings.greeting) bubble("note", settings.greeting, undefined, 0);
+    if (settings.away_text) bubble("note", settings.away_text, undefined, 0);
     const wantsName = settings.name_field !== "off";
     const wantsEmail = settings.email_field !== "off";
     const named = store.get("introduced") === "1" || session.identity === "verified";
