@@ -2,8 +2,9 @@
 // served by tests/tests/web_chat_flow.rs with the embed snippet and hostile CSS): a visitor
 // writes, an agent in another browser context sees it live and replies, the visitor sees the
 // reply live; a reload keeps the history; offline and back: what was written meanwhile arrives
-// once, the replies missed meanwhile are shown; identity verification with a good and a bad
-// HMAC; hostile text both ways; 375 px; a page on a disallowed origin is refused.
+// once, the replies missed meanwhile are shown; a file sent from the widget opened by the agent;
+// identity verification with a good and a bad HMAC; hostile text both ways; 375 px; a page on
+// a disallowed origin is refused.
 //
 // Environment (besides lib.mjs's): INBOX_SITE_URL (the allowed site), INBOX_OTHER_SITE_URL (the
 // same site on an origin the channel does not list).
@@ -128,6 +129,20 @@ try {
   await hostileReply.waitFor();
   assert.equal(await visitor.locator("[data-inbox-chat] >> li.agent b").count(), 0, "the widget shows text");
   assert.equal(await visitor.locator("[data-inbox-chat] >> img").count(), 0, "no image made of a reply");
+
+  // A file: picked in the widget, uploaded, sent; the agent sees it on the message.
+  await visitor.locator("[data-inbox-chat] >> input.files").setInputFiles({
+    name: "receipt.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("Order #1042, paid."),
+  });
+  await log.locator("li.visitor", { hasText: "File: receipt.txt" }).getByText("Delivered").waitFor();
+  const withFile = history.locator("article.msg.inbound", { hasText: "receipt.txt" });
+  await withFile.waitFor();
+  const link = withFile.locator(".attachments a").first();
+  const href = await link.getAttribute("href");
+  const served = await agent.request.get(`${cfg.baseUrl}${href}`);
+  assert.equal(await served.text(), "Order #1042, paid.", "the agent opens the visitor's file");
 
   // Identity: a good HMAC makes the visitor the site's user (with the proven email); a bad one
   // leaves an anonymous visitor, linked to nobody.

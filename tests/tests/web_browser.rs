@@ -355,7 +355,7 @@ async fn visitors_chat_live_from_another_site(backend: Backend) {
         .create_channel(
             inbox_connectors::web_chat::KIND,
             "Shop website",
-            json!({"origins": [site]}),
+            json!({"origins": [site], "uploads": true}),
             &inbox_connectors::webhook::new_secret(),
         )
         .await

@@ -27,6 +27,8 @@ both_backends!(
     limits_and_a_paused_channel_refuse_with_a_retry,
     the_cli_adds_a_web_chat_channel,
     a_visitor_who_has_gone_also_gets_the_reply_by_email,
+    files_are_taken_when_the_channel_allows_them,
+    required_pre_chat_fields_are_asked_for_before_a_message,
 );
 
 const SITE: &str = "https://shop.example";
@@ -735,5 +737,186 @@ async fn a_visitor_who_has_gone_also_gets_the_reply_by_email(backend: Backend) {
     // The chat has the reply too, for the visitor's next visit.
     let history = read_events(open_stream(&app, &channel, &gone_token, None).await, 2).await;
     assert_eq!(history[1].1["text"], "Your refund was sent today");
+    app.stop().await;
+}
+
+async fn upload(
+    app: &TestApp,
+    channel: &Channel,
+    chat_token: &str,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> reqwest::Response {
+    app.client
+        .post(widget_url(app, channel, "files"))
+        .query(&[("name", name)])
+        .header("origin", SITE)
+        .header("x-chat-token", chat_token)
+        .header("content-type", content_type)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn files_are_taken_when_the_channel_allows_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = app
+        .store
+        .create_channel(
+            web_chat::KIND,
+            "Shop website",
+            json!({"origins": [SITE], "uploads": true, "max_upload_bytes": 1000}),
+            &inbox_connectors::webhook::new_secret(),
+        )
+        .await
+        .expect("create the web chat channel");
+    let started = session(&app, &channel, &json!({})).await;
+    assert_eq!(started["settings"]["uploads"], true);
+    let token = started["chat_token"].as_str().unwrap().to_owned();
+
+    let taken = upload(
+        &app,
+        &channel,
+        &token,
+        "../Receipt März.txt",
+        "text/plain",
+        b"paid: 42",
+    )
+    .await;
+    assert_eq!(taken.status(), StatusCode::CREATED);
+    let file: Value = taken.json().await.unwrap();
+    assert_eq!(file["name"], "Receipt März.txt");
+    assert_eq!(file["size"], 8);
+    let blob = file["blob"].as_str().unwrap().to_owned();
+    assert!(
+        blob.starts_with(&format!("attachments/web_chat/{}/", channel.id)),
+        "{blob}"
+    );
+
+    // Types a browser could run, files over the channel's limit, empty ones: refused.
+    for (content_type, bytes, status) in [
+        (
+            "text/html",
+            b"<script>".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/javascript",
+            b"alert(1)".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        ("image/png", vec![0; 1001], StatusCode::PAYLOAD_TOO_LARGE),
+        ("image/png", Vec::new(), StatusCode::BAD_REQUEST),
+    ] {
+        let response = upload(&app, &channel, &token, "x", content_type, &bytes).await;
+        assert_eq!(response.status(), status, "{content_type} {}", bytes.len());
+    }
+
+    // A message with the file and no text; the agent can open it.
+    let response = post_from(
+        &app,
+        &widget_url(&app, &channel, "messages"),
+        SITE,
+        Some(&token),
+        &json!({"client_id": "c-5000-file", "attachments": [file]}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let (_, history) = conversation_with(&app, 1).await;
+    let stored = &history[0]["attachments"][0];
+    assert_eq!(stored["name"], "Receipt März.txt");
+    assert_eq!(stored["content_type"], "text/plain");
+    let bytes = app
+        .api_get(&format!("/api/v1/attachments/{blob}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), b"paid: 42");
+    let shown = read_events(open_stream(&app, &channel, &token, None).await, 1).await;
+    assert_eq!(shown[0].1["files"], json!(["Receipt März.txt"]));
+
+    // Another visitor cannot attach this chat's file, nor a path that was never uploaded.
+    let other = session(&app, &channel, &json!({})).await["chat_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut missing = file.clone();
+    missing["blob"] = json!(format!("{}-gone", blob));
+    for (token, attached) in [(&other, &file), (&token, &missing)] {
+        let response = post_from(
+            &app,
+            &widget_url(&app, &channel, "messages"),
+            SITE,
+            Some(token),
+            &json!({"client_id": "c-5001-steal", "text": "mine", "attachments": [attached]}),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["field"],
+            "attachments"
+        );
+    }
+
+    // A channel that takes no files says so.
+    let plain = chat_channel(&app).await;
+    let token = session(&app, &plain, &json!({})).await["chat_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = upload(&app, &plain, &token, "a.txt", "text/plain", b"x").await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "uploads_off"
+    );
+    app.stop().await;
+}
+
+async fn required_pre_chat_fields_are_asked_for_before_a_message(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = app
+        .store
+        .create_channel(
+            web_chat::KIND,
+            "Shop website",
+            json!({"origins": [SITE], "name_field": "required", "email_field": "off"}),
+            &inbox_connectors::webhook::new_secret(),
+        )
+        .await
+        .expect("create the web chat channel");
+    // The widget starts before the form is filled in; a message needs the name.
+    let anonymous = session(&app, &channel, &json!({})).await;
+    let response = send(
+        &app,
+        &channel,
+        anonymous["chat_token"].as_str().unwrap(),
+        "c-6000-nameless",
+        "hello",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.json::<Value>().await.unwrap()["field"], "name");
+    let named = session(
+        &app,
+        &channel,
+        &json!({"visitor_token": anonymous["visitor_token"], "name": "Cy Visitor"}),
+    )
+    .await;
+    let response = send(
+        &app,
+        &channel,
+        named["chat_token"].as_str().unwrap(),
+        "c-6001-named",
+        "hello",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let (conversation, _) = conversation_with(&app, 1).await;
+    let summary = app.conversation(&conversation).await;
+    assert_eq!(summary["contact_name"], "Cy Visitor", "{summary:#}");
     app.stop().await;
 }

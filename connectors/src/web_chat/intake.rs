@@ -9,6 +9,9 @@
 //!   once the bus took it; the same client id again is taken once.
 //! - `GET /widget/{channel_id}/stream?chat=<chat token>`: the chat as server-sent events
 //!   (`message`), resumed after `Last-Event-ID`.
+//! - `POST /widget/{channel_id}/files?name=<file name>`: header `X-Chat-Token`, the file as the
+//!   body with its `Content-Type` → 201 with the reference a message then attaches (when the
+//!   channel allows uploads).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,7 +25,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use inbox_core::envelope::{Body, InboundEvent, InboundMessage, Party, ThreadHints};
+use inbox_core::envelope::{
+    AttachmentRef, BlobRef, Body, InboundEvent, InboundMessage, Party, ThreadHints,
+};
 use inbox_core::identity::EmailAddress;
 use inbox_core::ids::ChannelId;
 use inbox_core::model::Channel;
@@ -41,6 +46,19 @@ const WIDGET_JS: &str = include_str!("widget.js");
 /// Largest message a visitor may send, in characters.
 pub const MAX_TEXT_CHARS: usize = 4_000;
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// No upload is read past this (a channel's own limit, `max_upload_bytes`, is at most this).
+const MAX_UPLOAD_BYTES: usize = 50 * 1024 * 1024;
+/// Files a message may carry.
+const MAX_FILES: usize = 10;
+/// What visitors may send: pictures, PDFs and plain text (nothing a browser would run).
+const UPLOAD_TYPES: [&str; 6] = [
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+];
 /// How often an open stream looks for entries another instance wrote.
 const RELOOK: Duration = Duration::from_secs(2);
 /// How often an open stream notes that the visitor is there (for the email fallback).
@@ -62,6 +80,8 @@ struct Limits {
     per_ip: Limiter,
     /// New sessions per IP address.
     sessions: Limiter,
+    /// Uploads per chat.
+    uploads: Limiter,
 }
 
 pub(super) fn router(ctx: IntakeContext, log: ChatLog) -> Router {
@@ -72,6 +92,7 @@ pub(super) fn router(ctx: IntakeContext, log: ChatLog) -> Router {
             per_chat: Limiter::per_minute(30),
             per_ip: Limiter::per_minute(300),
             sessions: Limiter::per_minute(30),
+            uploads: Limiter::per_minute(20),
         }),
     };
     Router::new()
@@ -87,6 +108,12 @@ pub(super) fn router(ctx: IntakeContext, log: ChatLog) -> Router {
         .route(
             "/widget/{channel_id}/stream",
             get(stream).options(preflight),
+        )
+        .route(
+            "/widget/{channel_id}/files",
+            post(upload)
+                .options(preflight)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(widget)
@@ -112,6 +139,12 @@ enum Refused {
     },
     #[error("too many messages; wait {0} s")]
     TooMany(u64),
+    #[error("this chat takes no files")]
+    UploadsOff,
+    #[error("the file is larger than this chat takes ({0} bytes at most)")]
+    TooLarge(u64),
+    #[error("this chat takes pictures, PDFs and plain text only")]
+    FileType,
     #[error("not taken; try again")]
     Unavailable,
 }
@@ -125,6 +158,9 @@ impl Refused {
             Refused::Token => StatusCode::UNAUTHORIZED,
             Refused::Field { .. } => StatusCode::BAD_REQUEST,
             Refused::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refused::UploadsOff => StatusCode::FORBIDDEN,
+            Refused::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refused::FileType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refused::Paused | Refused::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -138,6 +174,9 @@ impl Refused {
             Refused::Token => "invalid_token",
             Refused::Field { .. } => "invalid_field",
             Refused::TooMany(_) => "rate_limited",
+            Refused::UploadsOff => "uploads_off",
+            Refused::TooLarge(_) => "file_too_large",
+            Refused::FileType => "file_type",
             Refused::Unavailable => "unavailable",
         }
     }
@@ -390,14 +429,6 @@ fn open_session(
         EmailAddress::parse(email).map_err(|e| Refused::field("email", e))?;
     }
     let config = &allowed.config;
-    for (field, mode, value) in [
-        ("name", config.name_field, &name),
-        ("email", config.email_field, &email),
-    ] {
-        if mode == FormField::Required && value.is_none() && user.is_none() {
-            return Err(Refused::field(field, "is required by this chat"));
-        }
-    }
     let chat = Chat {
         handle: visitor::handle(&visitor_id, user.as_ref()),
         email: user.as_ref().and_then(|u| u.email.clone()),
@@ -415,6 +446,8 @@ fn open_session(
             "name_field": config.name_field,
             "email_field": config.email_field,
             "uploads": config.uploads,
+            "max_upload_bytes": config.max_upload_bytes,
+            "upload_types": UPLOAD_TYPES,
             "max_text_chars": MAX_TEXT_CHARS,
         },
     });
@@ -455,7 +488,11 @@ struct SendRequest {
     /// The widget's id of the message (letters, digits, `-`, `_`; 8 to 64): a retried send is
     /// taken once.
     client_id: String,
+    #[serde(default)]
     text: String,
+    /// Files uploaded to this chat before (`POST …/files`), as that call answered.
+    #[serde(default)]
+    attachments: Vec<AttachmentRef>,
 }
 
 async fn send(
@@ -506,9 +543,15 @@ async fn take_message(
             "8 to 64 letters, digits, '-' or '_'",
         ));
     }
+    required_fields(&allowed.config, &chat)?;
     let text = request.text.trim();
-    if text.is_empty() {
-        return Err(Refused::field("text", "a message needs text"));
+    let key = ChatKey {
+        channel: channel.id,
+        log: visitor::log_key(&chat.handle),
+    };
+    let attachments = own_files(widget, &key, request.attachments).await?;
+    if text.is_empty() && attachments.is_empty() {
+        return Err(Refused::field("text", "a message needs text or a file"));
     }
     if text.chars().count() > MAX_TEXT_CHARS {
         return Err(Refused::field(
@@ -516,10 +559,6 @@ async fn take_message(
             format!("at most {MAX_TEXT_CHARS} characters"),
         ));
     }
-    let key = ChatKey {
-        channel: channel.id,
-        log: visitor::log_key(&chat.handle),
-    };
     let known = widget
         .log
         .by_client_id(&key, client_id)
@@ -536,7 +575,8 @@ async fn take_message(
         .per_chat
         .check(&format!("{}\0{}", channel.id, chat.handle))
         .map_err(Refused::TooMany)?;
-    let message = envelope(channel, &chat, client_id, text);
+    let mut message = envelope(channel, &chat, client_id, text);
+    message.attachments = attachments.clone();
     if let Some(field) = inbox_core::ingest::field_with_nul(&message) {
         return Err(Refused::field(
             if field == "text" { "text" } else { "name" },
@@ -554,11 +594,195 @@ async fn take_message(
         })?;
     let mut entry = Entry::new(Author::Visitor, text.to_owned());
     entry.client_id = Some(client_id.to_owned());
+    entry.files = attachments.iter().map(|a| a.name.clone()).collect();
     widget.log.append(&key, &entry).await.map_err(|e| {
         tracing::warn!(channel_id = %channel.id, error = %e, "Chat log not written.");
         Refused::Unavailable
     })?;
     Ok(entry)
+}
+
+/// The pre-chat form's required fields were given (a proven user needs none): checked on each
+/// message, as the session may start before the visitor filled the form in.
+fn required_fields(config: &WebChatConfig, chat: &Chat) -> Result<(), Refused> {
+    let proven = chat.handle.starts_with("user:");
+    let given = [
+        ("name", config.name_field, chat.name.is_some()),
+        (
+            "email",
+            config.email_field,
+            chat.left_email.is_some() || chat.email.is_some(),
+        ),
+    ];
+    for (field, mode, present) in given {
+        if mode == FormField::Required && !present && !proven {
+            return Err(Refused::field(
+                field,
+                "is required by this chat: start the session with it",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a chat's uploads go: a message may attach only files under it.
+fn upload_prefix(key: &ChatKey) -> String {
+    format!("attachments/web_chat/{}/{}/", key.channel, key.log)
+}
+
+/// The files a message attaches, each checked to be one this chat uploaded (and still there),
+/// with a clean name and an allowed type.
+async fn own_files(
+    widget: &Widget,
+    key: &ChatKey,
+    files: Vec<AttachmentRef>,
+) -> Result<Vec<AttachmentRef>, Refused> {
+    if files.len() > MAX_FILES {
+        return Err(Refused::field(
+            "attachments",
+            format!("at most {MAX_FILES} files"),
+        ));
+    }
+    let prefix = upload_prefix(key);
+    let mut own = Vec::with_capacity(files.len());
+    for file in files {
+        let path = file.blob.0.as_str();
+        if !path.starts_with(&prefix) || path.contains("..") {
+            return Err(Refused::field(
+                "attachments",
+                "only files uploaded to this chat",
+            ));
+        }
+        let meta = widget
+            .ctx
+            .blobs
+            .head(&object_store::path::Path::from(path))
+            .await
+            .map_err(|_| Refused::field("attachments", "no such upload"))?;
+        let name =
+            inbox_core::file_name::clean_file_name(&file.name).unwrap_or_else(|| "file".to_owned());
+        let content_type = file
+            .content_type
+            .filter(|t| UPLOAD_TYPES.contains(&t.as_str()));
+        own.push(AttachmentRef {
+            name,
+            content_type,
+            size: Some(meta.size),
+            blob: file.blob,
+        });
+    }
+    Ok(own)
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    /// The file's name as the visitor's device has it.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn upload(
+    State(widget): State<Widget>,
+    Path(channel_id): Path<String>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    let allowed = match widget.allowed(&channel_id, &headers).await {
+        Ok(allowed) => allowed,
+        Err(answer) => return answer,
+    };
+    match take_upload(&widget, &allowed, query, &headers, body).await {
+        Ok(file) => allowed.answer((StatusCode::CREATED, axum::Json(file))),
+        Err(refused) => allowed.refuse(refused),
+    }
+}
+
+/// Checks an upload (uploads on, its size and type) and writes it to blob storage under the
+/// chat's prefix; returns the reference a message attaches.
+async fn take_upload(
+    widget: &Widget,
+    allowed: &Allowed,
+    query: UploadQuery,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<AttachmentRef, Refused> {
+    let channel = &allowed.channel;
+    let chat = headers
+        .get("x-chat-token")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| visitor::open(&channel.secret, channel.id, t))
+        .ok_or(Refused::Token)?;
+    if !allowed.config.uploads {
+        return Err(Refused::UploadsOff);
+    }
+    let limit = allowed.config.max_upload_bytes;
+    if body.len() as u64 > limit {
+        return Err(Refused::TooLarge(limit));
+    }
+    if body.is_empty() {
+        return Err(Refused::field("body", "an empty file"));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|t| UPLOAD_TYPES.contains(&t.as_str()))
+        .ok_or(Refused::FileType)?;
+    widget
+        .limits
+        .uploads
+        .check(&format!("{}\0{}", channel.id, chat.handle))
+        .map_err(Refused::TooMany)?;
+    let name = query
+        .name
+        .as_deref()
+        .and_then(inbox_core::file_name::clean_file_name)
+        .unwrap_or_else(|| "file".to_owned());
+    let key = ChatKey {
+        channel: channel.id,
+        log: visitor::log_key(&chat.handle),
+    };
+    let blob = format!(
+        "{}{}/{}",
+        upload_prefix(&key),
+        uuid::Uuid::now_v7().simple(),
+        blob_segment(&name)
+    );
+    let size = body.len() as u64;
+    crate::context::put_blob(&widget.ctx.blobs, &blob, body.to_vec())
+        .await
+        .map_err(|e| {
+            tracing::warn!(channel_id = %channel.id, error = %e, "Upload not written.");
+            Refused::Unavailable
+        })?;
+    Ok(AttachmentRef {
+        name,
+        content_type: Some(content_type),
+        size: Some(size),
+        blob: BlobRef(blob),
+    })
+}
+
+/// A file name as one blob path segment: ASCII letters, digits, `.`, `-`, `_` (others `_`).
+fn blob_segment(name: &str) -> String {
+    let segment: String = name
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if segment.trim_matches('.').is_empty() {
+        "file".to_owned()
+    } else {
+        segment
+    }
 }
 
 /// The visitor's message as the funnel takes it.

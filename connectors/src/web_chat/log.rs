@@ -37,6 +37,9 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     pub text: String,
+    /// The names of the files it carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
     /// The sender's id of the message (the widget's for a visitor's, the stored message id
     /// for an agent's): a retried send is one entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +56,7 @@ impl Entry {
             from,
             agent: None,
             text,
+            files: Vec::new(),
             client_id: None,
             at: Utc::now(),
         }

@@ -246,6 +246,7 @@ impl Connector for WebChatConnector {
             // Shown at the time the agent wrote it: replies may be delivered out of order.
             entry.at = message.created_at;
             entry.agent = message.author.clone();
+            entry.files = message.attachments.iter().map(|a| a.name.clone()).collect();
             entry.client_id = Some(message_id.clone());
             self.log
                 .append(&key, &entry)

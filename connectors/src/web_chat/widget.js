@@ -26,6 +26,7 @@
       sending: "Sending…", delivered: "Delivered", offline: "Offline: your message will be sent when you are back online.",
       required: "Please fill this in first.", you: "You", agent: "Support",
       unavailable: "The chat is unavailable right now.", refused: "This message was not accepted: ",
+      attach: "Attach a file", file: "File", tooLarge: "This file is too large.", fileType: "This kind of file cannot be sent.",
     },
     de: {
       open: "Chat öffnen", close: "Chat schließen", title: "Schreiben Sie uns", message: "Nachricht",
@@ -33,6 +34,7 @@
       sending: "Wird gesendet…", delivered: "Zugestellt", offline: "Offline: Ihre Nachricht wird gesendet, sobald Sie wieder online sind.",
       required: "Bitte zuerst ausfüllen.", you: "Sie", agent: "Support",
       unavailable: "Der Chat ist gerade nicht erreichbar.", refused: "Diese Nachricht wurde nicht angenommen: ",
+      attach: "Datei anhängen", file: "Datei", tooLarge: "Diese Datei ist zu groß.", fileType: "Diese Art von Datei kann nicht gesendet werden.",
     },
   };
   const lang = (script.dataset.lang || navigator.language || "en").slice(0, 2).toLowerCase();
@@ -87,6 +89,9 @@
   textarea { flex: 1; resize: none; height: 40px; padding: 8px; border: 1px solid #c4c9d0; border-radius: 6px;
     font-size: 14px; }
   .send { background: var(--accent); color: #fff; border: 0; border-radius: 6px; padding: 0 14px; cursor: pointer; font-size: 14px; }
+  .attach { background: #fff; color: #333; border: 1px solid #c4c9d0; border-radius: 6px; width: 40px; cursor: pointer; font-size: 18px; }
+  .attach[hidden], .files[hidden] { display: none; }
+  .file { display: block; font-size: 12px; text-decoration: underline dotted; margin-top: 2px; }
   @media (max-width: 480px) {
     .panel { right: 0; bottom: 0; width: 100vw; height: 100vh; max-height: none; border-radius: 0; }
   }
@@ -102,6 +107,8 @@
       <input class="email" type="email" autocomplete="email" maxlength="320">
     </div>
     <div class="row">
+      <button class="attach" type="button" hidden>+</button>
+      <input class="files" type="file" hidden>
       <textarea rows="1" maxlength="4000"></textarea>
       <button class="send" type="submit"></button>
     </div>
@@ -117,6 +124,11 @@
   const prechat = $(".prechat");
   const nameInput = $(".name");
   const emailInput = $(".email");
+  const attach = $(".attach");
+  const picker = $(".files");
+  attach.setAttribute("aria-label", t.attach);
+  attach.title = t.attach;
+  attach.addEventListener("click", () => picker.click());
   launcher.setAttribute("aria-label", t.open);
   // A drawn bubble: an emoji needs a font the visitor may not have.
   launcher.innerHTML = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true" focusable="false">'
@@ -157,7 +169,7 @@
   let stream = null;
 
   // Bubbles stay in the order they were written (`at`, ms; replies may arrive out of order).
-  function bubble(kind, text, who, at = Date.now()) {
+  function bubble(kind, text, who, at = Date.now(), files = []) {
     const item = document.createElement("li");
     item.className = kind;
     item.dataset.at = String(at);
@@ -168,6 +180,12 @@
       item.append(name);
     }
     item.append(document.createTextNode(text));
+    for (const name of files) {
+      const file = document.createElement("span");
+      file.className = "file";
+      file.textContent = `${t.file}: ${name}`;
+      item.append(file);
+    }
     const later = [...log.children].find((other) => Number(other.dataset.at) > at);
     log.insertBefore(item, later || null);
     scrollDown();
@@ -194,9 +212,10 @@
       return;
     }
     const at = Date.parse(entry.at) || Date.now();
+    const files = entry.files || [];
     const item = entry.from === "agent"
-      ? bubble("agent", entry.text, entry.agent || t.agent, at)
-      : bubble("visitor", entry.text, undefined, at);
+      ? bubble("agent", entry.text, entry.agent || t.agent, at, files)
+      : bubble("visitor", entry.text, undefined, at, files);
     if (entry.from === "visitor") setStatus(item, t.delivered);
     shown.set(entry.id, item);
     if (entry.client_id) shown.set(entry.client_id, item);
@@ -249,6 +268,8 @@
     emailInput.hidden = !wantsEmail;
     nameInput.required = settings.name_field === "required";
     emailInput.required = settings.email_field === "required";
+    attach.hidden = !settings.uploads;
+    picker.accept = (settings.upload_types || []).join(",");
   }
 
   function follow() {
@@ -274,7 +295,8 @@
       for (const item of outbox.all()) {
         let response;
         try {
-          response = await post("messages", { client_id: item.client_id, text: item.text },
+          response = await post("messages",
+            { client_id: item.client_id, text: item.text, attachments: item.attachments || [] },
             { "x-chat-token": session.chat_token });
         } catch {
           notice.textContent = t.offline;
@@ -320,32 +342,67 @@
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = input.value.trim();
-    if (!text || !session) return;
-    if (!prechat.hidden) {
-      for (const field of [nameInput, emailInput]) {
-        if (!field.hidden && field.required && !field.value.trim()) {
-          notice.textContent = t.required;
-          field.focus();
-          return;
-        }
+    if (!text || !session || !(await introduce())) return;
+    queue(text, []);
+  });
+
+  // The pre-chat form, before the first message: its answers start the session again.
+  async function introduce() {
+    if (prechat.hidden) return true;
+    for (const field of [nameInput, emailInput]) {
+      if (!field.hidden && field.required && !field.value.trim()) {
+        notice.textContent = t.required;
+        field.focus();
+        return false;
       }
-      try {
-        await start({ name: nameInput.value.trim() || undefined, email: emailInput.value.trim() || undefined });
-      } catch (error) {
-        notice.textContent = error.message;
-        return;
-      }
-      store.set("introduced", "1");
-      prechat.hidden = true;
-      follow();
     }
-    const item = { client_id: clientId(), text };
+    try {
+      await start({ name: nameInput.value.trim() || undefined, email: emailInput.value.trim() || undefined });
+    } catch (error) {
+      notice.textContent = error.message;
+      return false;
+    }
+    store.set("introduced", "1");
+    prechat.hidden = true;
+    follow();
+    return true;
+  }
+
+  // A message into the outbox and onto the screen; sent at once when possible.
+  function queue(text, attachments) {
+    const item = { client_id: clientId(), text, attachments };
     outbox.add(item);
-    const sent = bubble("visitor", text);
+    const sent = bubble("visitor", text, undefined, Date.now(), attachments.map((a) => a.name));
     setStatus(sent, t.sending);
     shown.set(item.client_id, sent);
     input.value = "";
     flush();
+  }
+
+  // A picked file is uploaded now (it is too big to keep for later), then sent as a message
+  // with whatever was typed.
+  picker.addEventListener("change", async () => {
+    const file = picker.files && picker.files[0];
+    picker.value = "";
+    if (!file || !session || !(await introduce())) return;
+    if (file.size > settings.max_upload_bytes) { notice.textContent = t.tooLarge; return; }
+    let response;
+    try {
+      response = await fetch(`${api}/files?name=${encodeURIComponent(file.name)}`, {
+        method: "POST",
+        headers: { "content-type": file.type || "application/octet-stream", "x-chat-token": session.chat_token },
+        body: file,
+      });
+    } catch {
+      notice.textContent = t.offline;
+      return;
+    }
+    if (response.status !== 201) {
+      notice.textContent = response.status === 415 ? t.fileType : response.status === 413 ? t.tooLarge : t.unavailable;
+      return;
+    }
+    notice.textContent = "";
+    queue(input.value.trim(), [await response.json()]);
   });
 
   async function boot() {
