@@ -2,6 +2,7 @@
 //! ingest funnel every inbound event goes through.
 
 pub mod actions;
+pub mod agent_signals;
 pub mod bus;
 pub mod business_hours;
 pub mod channel_catalog;

@@ -392,6 +392,19 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+// --- typing: chat customers may see that an agent is writing ----------------------------------
+
+let typingSaid = 0;
+replyBox?.addEventListener("input", () => {
+  // The server keeps a typing signal for 6 s; saying it every 3 s keeps it on while typing goes on.
+  if (!openId || !replyBox.value.trim() || Date.now() - typingSaid < 3000) return;
+  typingSaid = Date.now();
+  fetch(`/api/v1/conversations/${openId}/typing`, {
+    method: "POST",
+    headers: { "X-Requested-With": "fetch", "X-CSRF-Token": csrf },
+  }).catch(() => {});
+});
+
 // --- start --------------------------------------------------------------------------------
 
 // Attaching needs the script (uploads go through the API first), so it is offered only with it.

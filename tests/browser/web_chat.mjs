@@ -1,6 +1,7 @@
 // The website chat widget in real Chromium, on a site of another origin (a second local port,
-// served by tests/tests/web_chat_flow.rs with the embed snippet and hostile CSS): a visitor
-// writes, an agent in another browser context sees it live and replies, the visitor sees the
+// served by tests/tests/web_browser.rs with the embed snippet and hostile CSS): a visitor
+// writes, an agent in another browser context sees it live, opens it (the visitor's message
+// reads "Read"), types (the visitor sees who is typing) and replies, the visitor sees the
 // reply live; a reload keeps the history; offline and back: what was written meanwhile arrives
 // once, the replies missed meanwhile are shown; a file sent from the widget opened by the agent;
 // identity verification with a good and a bad HMAC; hostile text both ways; 375 px; a page on
@@ -74,9 +75,12 @@ try {
   assert.ok(first, "the conversation is on the channel");
   assert.match(first.contact_handle, /^visitor:[0-9a-f]{32}$/, "an anonymous visitor");
 
-  // The agent answers in the inbox; the visitor sees it live, with the agent's name.
+  // The agent opens it: the visitor's message reads "Read". The agent types: the visitor sees
+  // who is typing. The reply arrives live, with the agent's name.
   await live(agent, () => row.locator("a").click());
-  await agent.locator("#reply-text").fill("It ships today.");
+  await log.locator("li.visitor", { hasText: "#1042" }).getByText("Read").waitFor();
+  await agent.locator("#reply-text").pressSequentially("It ships today.");
+  await visitor.locator("[data-inbox-chat] >> .typing").getByText(`${cfg.agentName} is typing…`).waitFor();
   await agent.getByRole("button", { name: "Send reply", exact: true }).click();
   const reply = log.locator("li.agent", { hasText: "It ships today." });
   await reply.waitFor();

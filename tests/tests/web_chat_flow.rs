@@ -29,6 +29,7 @@ both_backends!(
     a_visitor_who_has_gone_also_gets_the_reply_by_email,
     files_are_taken_when_the_channel_allows_them,
     required_pre_chat_fields_are_asked_for_before_a_message,
+    the_visitor_sees_an_agent_typing_and_reading,
 );
 
 const SITE: &str = "https://shop.example";
@@ -285,7 +286,20 @@ async fn visitors_send_once_per_client_id_and_bad_input_is_named(backend: Backen
 }
 
 /// Reads SSE `message` events from a stream until `count` arrived; returns their (id, data).
-async fn read_events(mut response: reqwest::Response, count: usize) -> Vec<(String, Value)> {
+async fn read_events(response: reqwest::Response, count: usize) -> Vec<(String, Value)> {
+    read_kinds(response, &["message"], count)
+        .await
+        .into_iter()
+        .map(|(_, id, data)| (id, data))
+        .collect()
+}
+
+/// Reads SSE events of the named kinds until `count` arrived; returns (kind, id, data).
+async fn read_kinds(
+    mut response: reqwest::Response,
+    kinds: &[&str],
+    count: usize,
+) -> Vec<(String, String, Value)> {
     let mut buffer = String::new();
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -304,9 +318,9 @@ async fn read_events(mut response: reqwest::Response, count: usize) -> Vec<(Stri
                     .find_map(|l| l.strip_prefix(&format!("{name}:")))
                     .map(|v| v.trim().to_owned())
             };
-            if field("event").as_deref() == Some("message") {
+            if let Some(kind) = field("event").filter(|k| kinds.contains(&k.as_str())) {
                 let data = serde_json::from_str(&field("data").unwrap()).unwrap();
-                events.push((field("id").unwrap(), data));
+                events.push((kind, field("id").unwrap_or_default(), data));
             }
         }
     }
@@ -918,5 +932,64 @@ async fn required_pre_chat_fields_are_asked_for_before_a_message(backend: Backen
     let (conversation, _) = conversation_with(&app, 1).await;
     let summary = app.conversation(&conversation).await;
     assert_eq!(summary["contact_name"], "Cy Visitor", "{summary:#}");
+    app.stop().await;
+}
+
+async fn the_visitor_sees_an_agent_typing_and_reading(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = chat_channel(&app).await;
+    let token = session(&app, &channel, &json!({})).await["chat_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(&app, &channel, &token, "c-7000-question", "Anyone there?").await;
+    let (conversation, _) = conversation_with(&app, 1).await;
+
+    let stream = open_stream(&app, &channel, &token, None).await;
+    let reader = tokio::spawn(read_kinds(stream, &["typing", "read"], 2));
+    let typing = app
+        .api_post(
+            &format!("/api/v1/conversations/{conversation}/typing"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(typing.status(), StatusCode::NO_CONTENT);
+    // Opening the conversation in the inbox is reading it.
+    let browser = inbox_e2e::session::Browser::sign_in(&app, inbox_core::model::Role::Agent).await;
+    let (status, _) = browser.get(&format!("/conversations/{conversation}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut signals = reader.await.unwrap();
+    signals.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(signals[0].0, "read");
+    assert!(
+        signals[0].1.is_empty(),
+        "signals carry no id: a resume starts from the entries"
+    );
+    let read_at =
+        chrono::DateTime::parse_from_rfc3339(signals[0].2["at"].as_str().unwrap()).unwrap();
+    assert!(read_at.timestamp() >= chrono::Utc::now().timestamp() - 60);
+    assert_eq!(signals[1].0, "typing");
+    assert_eq!(signals[1].2["agent"], app.admin.name);
+
+    // Another customer's stream hears nothing of it.
+    let other = session(&app, &channel, &json!({})).await["chat_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let quiet = open_stream(&app, &channel, &other, None).await;
+    let heard = tokio::time::timeout(
+        Duration::from_secs(3),
+        read_kinds(quiet, &["typing", "read"], 1),
+    )
+    .await;
+    assert!(heard.is_err(), "{heard:?}");
+    // A conversation that does not exist.
+    let missing = app
+        .api_post(
+            &format!("/api/v1/conversations/{}/typing", uuid::Uuid::now_v7()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }

@@ -184,6 +184,12 @@ fn table() -> Vec<Row> {
             Json(r#"{"labels":["api"]}"#),
             API,
         ),
+        Row(
+            "POST",
+            "/api/v1/conversations/{conversation}/typing",
+            Json("{}"),
+            [401, 204, 204],
+        ),
         Row("GET", "/api/v1/contacts/{contact}", None, API),
         Row("GET", "/api/v1/search?q=order", None, API),
         Row(

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use inbox_core::agent_signals::AgentSignals;
 use inbox_core::ids::ChannelId;
 use object_store::ObjectStore;
 use object_store::path::Path;
@@ -237,6 +238,16 @@ impl ChatLog {
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| format!("chat log {path}: {e}"))
+    }
+
+    /// What agents are doing in the customer's conversation (written by the web inbox).
+    pub async fn agent_signals(
+        &self,
+        channel: ChannelId,
+        handle: &str,
+    ) -> Result<AgentSignals, String> {
+        let path = Path::from(inbox_core::agent_signals::path(channel, handle));
+        Ok(self.get_json(&path).await?.unwrap_or_default())
     }
 
     /// New entries of a chat, as this instance writes them.

@@ -26,6 +26,7 @@
       sending: "Sending…", delivered: "Delivered", offline: "Offline: your message will be sent when you are back online.",
       required: "Please fill this in first.", you: "You", agent: "Support",
       unavailable: "The chat is unavailable right now.", refused: "This message was not accepted: ",
+      typing: (name) => `${name} is typing…`, read: "Read",
       attach: "Attach a file", file: "File", tooLarge: "This file is too large.", fileType: "This kind of file cannot be sent.",
     },
     de: {
@@ -34,6 +35,7 @@
       sending: "Wird gesendet…", delivered: "Zugestellt", offline: "Offline: Ihre Nachricht wird gesendet, sobald Sie wieder online sind.",
       required: "Bitte zuerst ausfüllen.", you: "Sie", agent: "Support",
       unavailable: "Der Chat ist gerade nicht erreichbar.", refused: "Diese Nachricht wurde nicht angenommen: ",
+      typing: (name) => `${name} schreibt…`, read: "Gelesen",
       attach: "Datei anhängen", file: "Datei", tooLarge: "Diese Datei ist zu groß.", fileType: "Diese Art von Datei kann nicht gesendet werden.",
     },
   };
@@ -81,6 +83,8 @@
   .who { display: block; font-size: 11px; font-weight: 600; opacity: .8; margin-bottom: 2px; }
   .status { display: block; font-size: 11px; opacity: .8; margin-top: 2px; text-align: right; }
   .notice { padding: 6px 12px; font-size: 12px; background: #fff4d6; color: #5a4300; }
+  .typing { padding: 4px 12px; font-size: 12px; color: #555; font-style: italic; background: #f6f7f9; }
+  .typing:empty { display: none; }
   .notice:empty { display: none; }
   form { border-top: 1px solid #dde1e6; padding: 8px; display: flex; flex-direction: column; gap: 6px; }
   .prechat input { width: 100%; padding: 8px; border: 1px solid #c4c9d0; border-radius: 6px; font-size: 14px; }
@@ -100,6 +104,7 @@
 <section class="panel" id="panel" role="dialog" aria-labelledby="title" hidden>
   <header><h2 id="title"></h2><button class="close" type="button"></button></header>
   <ol class="log" role="log" aria-live="polite"></ol>
+  <div class="typing" role="status" aria-live="polite"></div>
   <div class="notice" role="status"></div>
   <form novalidate>
     <div class="prechat" hidden>
@@ -119,6 +124,7 @@
   const panel = $(".panel");
   const log = $(".log");
   const notice = $(".notice");
+  const typingLine = $(".typing");
   const form = $("form");
   const input = $("textarea");
   const prechat = $(".prechat");
@@ -167,6 +173,8 @@
   let session = null;
   let settings = null;
   let stream = null;
+  let readAt = 0; // ms: the visitor's messages up to here were read by an agent
+  let typingTimer = null;
 
   // Bubbles stay in the order they were written (`at`, ms; replies may arrive out of order).
   function bubble(kind, text, who, at = Date.now(), files = []) {
@@ -205,18 +213,21 @@
   // An entry of the chat log: each shown once, a visitor's own send marked delivered.
   function show(entry) {
     if (shown.has(entry.id)) return;
+    const at = Date.parse(entry.at) || Date.now();
+    const status = at <= readAt ? t.read : t.delivered;
     if (entry.from === "visitor" && entry.client_id && shown.has(entry.client_id)) {
       const item = shown.get(entry.client_id);
-      setStatus(item, t.delivered);
+      item.dataset.at = String(at);
+      setStatus(item, status);
       shown.set(entry.id, item);
       return;
     }
-    const at = Date.parse(entry.at) || Date.now();
     const files = entry.files || [];
     const item = entry.from === "agent"
       ? bubble("agent", entry.text, entry.agent || t.agent, at, files)
       : bubble("visitor", entry.text, undefined, at, files);
-    if (entry.from === "visitor") setStatus(item, t.delivered);
+    if (entry.from === "visitor") setStatus(item, status);
+    if (entry.from === "agent") typingLine.textContent = "";
     shown.set(entry.id, item);
     if (entry.client_id) shown.set(entry.client_id, item);
   }
@@ -277,6 +288,24 @@
     stream = new EventSource(`${api}/stream?chat=${encodeURIComponent(session.chat_token)}`);
     stream.addEventListener("message", (event) => {
       try { show(JSON.parse(event.data)); } catch { /* not ours */ }
+    });
+    stream.addEventListener("typing", (event) => {
+      let signal;
+      try { signal = JSON.parse(event.data); } catch { return; }
+      typingLine.textContent = t.typing(signal.agent || t.agent);
+      clearTimeout(typingTimer);
+      typingTimer = setTimeout(() => { typingLine.textContent = ""; },
+        Math.max(1000, (Date.parse(signal.until) || Date.now()) - Date.now()));
+    });
+    stream.addEventListener("read", (event) => {
+      let signal;
+      try { signal = JSON.parse(event.data); } catch { return; }
+      readAt = Math.max(readAt, Date.parse(signal.at) || 0);
+      for (const item of log.querySelectorAll("li.visitor")) {
+        if (Number(item.dataset.at) <= readAt && item.querySelector(".status")?.textContent === t.delivered) {
+          setStatus(item, t.read);
+        }
+      }
     });
     // The browser reconnects by itself after a drop (resuming with Last-Event-ID); a stream it
     // gave up on is opened again (its history is shown once: entries are kept by id).

@@ -16,6 +16,7 @@ pub(crate) mod reports;
 pub mod route_table;
 mod search;
 pub mod sign_in_limits;
+pub(crate) mod signals;
 pub(crate) mod sla;
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ fn api_routes() -> RouteTable<WebState> {
         .merge(business_hours::routes())
         .merge(sla::routes())
         .merge(csat::routes())
+        .merge(signals::routes())
         .merge(openapi::routes())
 }
 

@@ -79,6 +79,7 @@ impl Modify for BearerScheme {
         super::conversations::messages,
         super::conversations::post_message,
         super::conversations::events,
+        super::signals::typing,
         super::contacts::show,
         super::contacts::merge,
         super::contacts::unmerge,

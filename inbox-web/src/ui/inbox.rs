@@ -378,6 +378,7 @@ pub async fn show(
     let c = load(&state, &id).await?;
     // Other agents' lists drop the unread marker too (through the event stream).
     state.store.mark_read(c.id, viewer.agent.id).await?;
+    crate::http::signals::note_read(&state, &c).await;
     let names = names(&state).await?;
     let list = list_view(&state, &viewer, &query, &names, Some(c.id)).await?;
     let meta = meta_view(&state, &viewer, &c, &names).await?;
@@ -442,6 +443,10 @@ pub async fn message_fragment(
         if other.is_none_or(|o| o.contact_id != c.contact_id) {
             return Err(UiError::NotFound("message"));
         }
+    }
+    // The open page shows the customer's new message: an agent has read it.
+    if m.conversation_id == c.id && m.direction == inbox_core::model::Direction::Inbound {
+        crate::http::signals::note_read(&state, &c).await;
     }
     let names = names(&state).await?;
     let current = c.id.to_string();
