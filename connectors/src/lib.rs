@@ -6,6 +6,7 @@
 //! Connectors never touch the Store: they see channels through [`ChannelDirectory`] and talk to the
 //! core only through the Bus.
 
+mod blob_path;
 mod config;
 mod context;
 mod delivery;

@@ -581,7 +581,14 @@ async fn webhook_mode(backend: Backend) {
 
     // A call without the right secret token is refused and stores nothing.
     let forged = text_message(801, ADA, "forged");
-    for token in [None, Some("0".repeat(64)), Some(secret.replace('a', "b"))] {
+    // Another token of the same shape: its first digit changed (a hex secret need not hold any
+    // given letter).
+    let flipped = format!(
+        "{}{}",
+        if secret.starts_with('0') { '1' } else { '0' },
+        &secret[1..]
+    );
+    for token in [None, Some("0".repeat(64)), Some(flipped)] {
         let mut request = app
             .client
             .post(&url)

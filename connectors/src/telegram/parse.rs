@@ -324,8 +324,8 @@ fn content(
                 file_id: meta.id.0.clone(),
                 blob: BlobRef(format!(
                     "attachments/telegram/{channel_id}/{}/{}",
-                    path_segment(&meta.unique_id.0),
-                    path_segment(&name)
+                    crate::blob_path::segment(&meta.unique_id.0),
+                    crate::blob_path::segment(&name)
                 )),
                 size: Some(u64::from(meta.size)),
             },
@@ -402,26 +402,6 @@ fn content(
         lines.push(text_with_links(text, entities));
     }
     (lines.join("\n"), files)
-}
-
-/// A blob path segment: ASCII letters, digits, `.`, `-`, `_` (others become `_`), at most 100.
-fn path_segment(raw: &str) -> String {
-    let segment: String = raw
-        .chars()
-        .take(100)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if segment.is_empty() || segment.chars().all(|c| c == '.') {
-        "file".into()
-    } else {
-        segment
-    }
 }
 
 /// A file name kept to its last path part and printable characters.

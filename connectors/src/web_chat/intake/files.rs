@@ -100,11 +100,7 @@ async fn take_upload(
     body: axum::body::Bytes,
 ) -> Result<AttachmentRef, Refused> {
     let channel = &allowed.channel;
-    let chat = headers
-        .get("x-chat-token")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| visitor::open(&channel.secret, channel.id, t))
-        .ok_or(Refused::Token)?;
+    let chat = allowed.chat(headers)?;
     if !allowed.config.uploads {
         return Err(Refused::UploadsOff);
     }
@@ -140,7 +136,7 @@ async fn take_upload(
         "{}{}/{}",
         upload_prefix(&key),
         uuid::Uuid::now_v7().simple(),
-        blob_segment(&name)
+        crate::blob_path::segment(&name)
     );
     let size = body.len() as u64;
     crate::context::put_blob(&widget.ctx.blobs, &blob, body.to_vec())
@@ -155,24 +151,4 @@ async fn take_upload(
         size: Some(size),
         blob: BlobRef(blob),
     })
-}
-
-/// A file name as one blob path segment: ASCII letters, digits, `.`, `-`, `_` (others `_`).
-fn blob_segment(name: &str) -> String {
-    let segment: String = name
-        .chars()
-        .take(100)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if segment.trim_matches('.').is_empty() {
-        "file".to_owned()
-    } else {
-        segment
-    }
 }

@@ -245,6 +245,15 @@ impl Allowed {
     fn refuse(&self, refused: Refused) -> Answer {
         self.answer(refused)
     }
+
+    /// The chat the call's `X-Chat-Token` opens on this channel.
+    fn chat(&self, headers: &HeaderMap) -> Result<Chat, Refused> {
+        headers
+            .get("x-chat-token")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| visitor::open(&self.channel.secret, self.channel.id, t))
+            .ok_or(Refused::Token)
+    }
 }
 
 impl Widget {

@@ -46,11 +46,7 @@ async fn take_message(
     body: &[u8],
 ) -> Result<Entry, Refused> {
     let channel = &allowed.channel;
-    let chat = headers
-        .get("x-chat-token")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| visitor::open(&channel.secret, channel.id, t))
-        .ok_or(Refused::Token)?;
+    let chat = allowed.chat(headers)?;
     widget.limits.per_ip.check(peer).map_err(Refused::TooMany)?;
     let request: SendRequest = parse_json(body)?;
     let client_id = request.client_id.trim();
