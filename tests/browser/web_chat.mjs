@@ -110,7 +110,8 @@ try {
   await visitor.waitForTimeout(1500);
   await visitorSide.context.setOffline(false);
   await log.locator("li.agent", { hasText: "Reply while you were away." }).waitFor({ timeout: 20_000 });
-  await log.locator("li.visitor", { hasText: "change the address" }).getByText("Delivered").waitFor({ timeout: 20_000 });
+  // Delivered, and soon Read: the agent has the conversation open.
+  await log.locator("li.visitor", { hasText: "change the address" }).getByText(/^(Delivered|Read)$/).waitFor({ timeout: 20_000 });
   const stored = await until(
     "the offline message stored",
     async () => (await messagesOf(agent, first.id)).filter((m) => m.text === "Can I change the address?"),
@@ -140,7 +141,7 @@ try {
     mimeType: "text/plain",
     buffer: Buffer.from("Order #1042, paid."),
   });
-  await log.locator("li.visitor", { hasText: "File: receipt.txt" }).getByText("Delivered").waitFor();
+  await log.locator("li.visitor", { hasText: "File: receipt.txt" }).getByText(/^(Delivered|Read)$/).waitFor();
   const withFile = history.locator("article.msg.inbound", { hasText: "receipt.txt" });
   await withFile.waitFor();
   const link = withFile.locator(".attachments a").first();
