@@ -239,10 +239,10 @@ async fn visitors_send_once_per_client_id_and_bad_input_is_named(backend: Backen
             json!({"client_id": "c-0005-nul", "text": "a\u{0}b"}),
             "text",
         ),
-        (json!({"text": "no id"}), "body"),
+        (json!({"text": "no id"}), "client_id"),
         (
             json!({"client_id": "c-0006-extra", "text": "x", "html": "<b>"}),
-            "body",
+            "html",
         ),
     ];
     for (body, field) in cases {

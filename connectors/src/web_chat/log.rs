@@ -82,6 +82,13 @@ impl ChatKey {
     }
 }
 
+/// An entry object as listed: its id and client id, read from its name.
+struct Listed {
+    id: String,
+    client_id: Option<String>,
+    path: Path,
+}
+
 /// What the visitor told about themselves, kept beside the chat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
@@ -112,14 +119,16 @@ impl ChatLog {
         }
     }
 
-    /// Writes an entry (durably, before it is announced).
+    /// Writes an entry (durably, before it is announced). Its object is named by its id and
+    /// client id (`<id>.<client id>.json`), so a listing alone orders the chat and finds a send
+    /// taken before.
     pub async fn append(&self, key: &ChatKey, entry: &Entry) -> Result<(), String> {
-        let path = key.prefix().child(format!("{}.json", entry.id));
-        let bytes = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
-        self.blobs
-            .put(&path, bytes.into())
-            .await
-            .map_err(|e| format!("chat log {path}: {e}"))?;
+        let name = match &entry.client_id {
+            Some(client_id) => format!("{}.{client_id}.json", entry.id),
+            None => format!("{}.json", entry.id),
+        };
+        let path = key.prefix().child(name);
+        self.put_json(&path, entry).await?;
         self.hub.announce(key, entry);
         Ok(())
     }
@@ -127,26 +136,11 @@ impl ChatLog {
     /// The entries after `after` (all when `None`), oldest first; at most [`HISTORY_LIMIT`] of
     /// the newest when starting from nothing.
     pub async fn after(&self, key: &ChatKey, after: Option<&str>) -> Result<Vec<Entry>, String> {
-        let prefix = key.prefix();
-        let listed: Result<Vec<Path>, _> = self
-            .blobs
-            .list(Some(&prefix))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await;
-        let mut names = match listed {
-            Ok(names) => names,
-            // A chat nobody wrote in yet.
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(format!("chat log {prefix}: {e}")),
-        };
-        names.sort();
-        let newer: Vec<Path> = names
+        let newer: Vec<Listed> = self
+            .list(key)
+            .await?
             .into_iter()
-            .filter(|p| {
-                let id = p.filename().unwrap_or_default().trim_end_matches(".json");
-                after.is_none_or(|after| id > after)
-            })
+            .filter(|l| after.is_none_or(|after| l.id.as_str() > after))
             .collect();
         let skip = if after.is_none() {
             newer.len().saturating_sub(HISTORY_LIMIT)
@@ -154,34 +148,66 @@ impl ChatLog {
             0
         };
         let mut entries = Vec::with_capacity(newer.len() - skip);
-        for path in &newer[skip..] {
-            let bytes = self
-                .blobs
-                .get(path)
-                .await
-                .map_err(|e| format!("chat log {path}: {e}"))?
-                .bytes()
-                .await
-                .map_err(|e| format!("chat log {path}: {e}"))?;
-            match serde_json::from_slice::<Entry>(&bytes) {
-                Ok(entry) => entries.push(entry),
-                Err(e) => tracing::warn!(%path, error = %e, "Skipped an unreadable chat entry."),
+        for listed in &newer[skip..] {
+            match self.get_json::<Entry>(&listed.path).await {
+                Ok(Some(entry)) => entries.push(entry),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "Skipped an unreadable chat entry."),
             }
         }
         Ok(entries)
     }
 
-    /// The entry with this client id, when the send was taken before.
+    /// The entry with this client id, when the send was taken before (found by name: only
+    /// that entry is read).
     pub async fn by_client_id(
         &self,
         key: &ChatKey,
         client_id: &str,
     ) -> Result<Option<Entry>, String> {
-        Ok(self
-            .after(key, None)
+        let found = self
+            .list(key)
             .await?
             .into_iter()
-            .find(|e| e.client_id.as_deref() == Some(client_id)))
+            .find(|l| l.client_id.as_deref() == Some(client_id));
+        match found {
+            Some(listed) => self.get_json(&listed.path).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The chat's entry objects, oldest first.
+    async fn list(&self, key: &ChatKey) -> Result<Vec<Listed>, String> {
+        let prefix = key.prefix();
+        let listed: Result<Vec<Path>, _> = self
+            .blobs
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await;
+        let paths = match listed {
+            Ok(paths) => paths,
+            // A chat nobody wrote in yet.
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(format!("chat log {prefix}: {e}")),
+        };
+        let mut entries: Vec<Listed> = paths
+            .into_iter()
+            .filter_map(|path| {
+                let name = path.filename()?.strip_suffix(".json")?.to_owned();
+                let (id, client_id) = match name.split_once('.') {
+                    Some((id, client_id)) => (id.to_owned(), Some(client_id.to_owned())),
+                    None => (name, None),
+                };
+                Some(Listed {
+                    id,
+                    client_id,
+                    path,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(entries)
     }
 
     /// Notes that the visitor has the chat open now (streams do, while they are open).
@@ -298,7 +324,8 @@ mod tests {
             log: "k".into(),
         };
         let mut live = log.subscribe(&key);
-        let first = Entry::new(Author::Visitor, "hi".into());
+        let mut first = Entry::new(Author::Visitor, "hi".into());
+        first.client_id = Some("c-0001-first".into());
         let mut second = Entry::new(Author::Agent, "hello".into());
         second.agent = Some("Grace".into());
         log.append(&key, &first).await.unwrap();
@@ -313,6 +340,11 @@ mod tests {
             [second.clone()]
         );
         assert!(log.after(&key, Some(&second.id)).await.unwrap().is_empty());
+        assert_eq!(
+            log.by_client_id(&key, "c-0001-first").await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(log.by_client_id(&key, "c-0002-other").await.unwrap(), None);
         let other = ChatKey {
             log: "other".into(),
             ..key.clone()

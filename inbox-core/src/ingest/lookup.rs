@@ -87,6 +87,7 @@ pub(super) async fn lock_and_load(
     messages: &[ValidMessage],
 ) -> StoreResult<Found> {
     let identities = identity_keys(messages);
+    let part_keys = part_keys(messages);
     // Concurrent batches touching the same customer or the same message (a replay during a
     // bus rebalance) wait for each other here, before anything is looked up, so the later one
     // sees what the earlier one committed instead of creating a second contact, conversation
@@ -101,8 +102,8 @@ pub(super) async fn lock_and_load(
             )
         }))
         .chain(
-            part_keys(messages)
-                .into_iter()
+            part_keys
+                .iter()
                 .map(|(channel, key)| format!("part\0{channel}\0{key}")),
         )
         .collect();
@@ -110,7 +111,7 @@ pub(super) async fn lock_and_load(
     let known = tx
         .messages_by_external_ids(&external_keys(messages))
         .await?;
-    let parts = tx.messages_by_part_keys(&part_keys(messages)).await?;
+    let parts = tx.messages_by_part_keys(&part_keys).await?;
     let identities = tx.identities(&identities).await?;
     Ok(Found {
         known,

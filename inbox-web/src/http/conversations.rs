@@ -165,7 +165,7 @@ async fn list(
     ))
 }
 
-async fn load(state: &WebState, raw_id: &str) -> Result<Conversation, ApiError> {
+pub(crate) async fn load(state: &WebState, raw_id: &str) -> Result<Conversation, ApiError> {
     let id: ConversationId = parse_id(raw_id, "conversation")?;
     state
         .store

@@ -33,12 +33,7 @@ pub(crate) async fn typing(
     CurrentAgent(agent): CurrentAgent,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = id.parse().map_err(|_| ApiError::NotFound("conversation"))?;
-    let conversation = state
-        .store
-        .conversation(id)
-        .await?
-        .ok_or(ApiError::NotFound("conversation"))?;
+    let conversation = super::conversations::load(&state, &id).await?;
     let until = Utc::now() + TYPING_FOR;
     update(&state, &conversation, |signals| {
         signals.typing = Some(Typing {

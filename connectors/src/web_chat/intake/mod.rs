@@ -126,10 +126,7 @@ enum Refused {
     #[error("the chat token is missing or not valid; start a new session")]
     Token,
     #[error("{field}: {message}")]
-    Field {
-        field: &'static str,
-        message: String,
-    },
+    Field { field: String, message: String },
     #[error("too many messages; wait {0} s")]
     TooMany(u64),
     #[error("this chat takes no files")]
@@ -174,9 +171,9 @@ impl Refused {
         }
     }
 
-    fn field(field: &'static str, message: impl Into<String>) -> Self {
+    fn field(field: &str, message: impl Into<String>) -> Self {
         Refused::Field {
-            field,
+            field: field.to_owned(),
             message: message.into(),
         }
     }
@@ -354,18 +351,19 @@ fn clean(value: Option<&str>, max: usize) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A JSON body, the bad or missing field named as configs name theirs.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refused> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = match path.as_str() {
-            "client_id" => "client_id",
-            "text" => "text",
-            "name" => "name",
-            "email" => "email",
-            p if p.starts_with("user") => "user",
-            _ => "body",
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| Refused::field("body", e.to_string()))?;
+    decode_config(&value).map_err(|e| {
+        let field = if e.field == "config" {
+            "body".to_owned()
+        } else {
+            e.field
         };
-        Refused::field(field, e.into_inner().to_string())
+        Refused::Field {
+            field,
+            message: e.message,
+        }
     })
 }
