@@ -4,8 +4,8 @@
 // reads "Read"), types (the visitor sees who is typing) and replies, the visitor sees the
 // reply live; a reload keeps the history; offline and back: what was written meanwhile arrives
 // once, the replies missed meanwhile are shown; a file sent from the widget opened by the agent;
-// identity verification with a good and a bad HMAC; hostile text both ways; 375 px; a page on
-// a disallowed origin is refused.
+// identity verification with a good and a bad HMAC; the XSS corpus (xss_payloads.mjs) both ways;
+// 375 px; a page on a disallowed origin is refused.
 //
 // Environment (besides lib.mjs's): INBOX_SITE_URL (the allowed site), INBOX_OTHER_SITE_URL (the
 // same site on an origin the channel does not list).
@@ -13,11 +13,13 @@
 import assert from "node:assert/strict";
 
 import { config, deadline, env, launch, live, newPage, screenshot, signIn, until } from "./lib.mjs";
+import { corpus } from "./xss_payloads.mjs";
 
-deadline(150_000, "web_chat.mjs");
+deadline(270_000, "web_chat.mjs");
 const cfg = config();
 const site = env("INBOX_SITE_URL");
 const otherSite = env("INBOX_OTHER_SITE_URL");
+const expected = corpus.map(([, payload]) => payload.trim()).sort();
 const api = (page, path) => page.request.get(`${cfg.baseUrl}${path}`).then((r) => r.json());
 
 /** The agent's conversations of this channel, newest first. */
@@ -123,18 +125,6 @@ try {
   assert.equal(await log.locator("li.agent", { hasText: "Reply while you were away." }).count(), 1, "the missed reply once");
   assert.equal(await log.locator("li.visitor", { hasText: "change the address" }).count(), 1, "the message once");
 
-  // Hostile text both ways is text: no script runs, nothing becomes markup.
-  const hostile = `<img src=x onerror="alert('visitor')"><script>alert('v2')</script>`;
-  await input.fill(hostile);
-  await input.press("Enter");
-  await history.locator("article.msg.inbound", { hasText: "onerror" }).waitFor();
-  assert.equal(await history.locator("article.msg.inbound img[src=x]").count(), 0, "the agent view shows text");
-  await replyByApi(agent, first.id, `<b>bold?</b><img src=y onerror="alert('agent')">`);
-  const hostileReply = log.locator("li.agent", { hasText: "<b>bold?</b>" });
-  await hostileReply.waitFor();
-  assert.equal(await visitor.locator("[data-inbox-chat] >> li.agent b").count(), 0, "the widget shows text");
-  assert.equal(await visitor.locator("[data-inbox-chat] >> img").count(), 0, "no image made of a reply");
-
   // A file: picked in the widget, uploaded, sent; the agent sees it on the message.
   await visitor.locator("[data-inbox-chat] >> input.files").setInputFiles({
     name: "receipt.txt",
@@ -171,6 +161,58 @@ try {
     console.log(`identity ${which}: ${conversation.contact_handle}`);
   }
 
+  // The XSS corpus both ways, in a chat of its own (under the per-chat limit): every payload
+  // written by a visitor shows as literal text in the agent's view, every payload an agent
+  // replies shows as literal text in the widget, and nothing of either runs.
+  const known = new Set((await conversations(agent)).map((c) => c.id));
+  const hostileSide = await newPage(browser, { width: 1024, height: 768 });
+  const hostile = hostileSide.page;
+  hostile.on("dialog", (d) => { dialogs.push(`corpus visitor: ${d.message()}`); d.dismiss(); });
+  const corpusChat = await openWidget(hostile, site);
+  for (const [, payload] of corpus) {
+    await corpusChat.input.fill(payload);
+    await corpusChat.input.press("Enter");
+  }
+  await until(
+    "every payload delivered",
+    () => corpusChat.log.locator("li.visitor .status").allTextContents(),
+    (states) => states.length === corpus.length && states.every((s) => s === "Delivered" || s === "Read"),
+    30_000,
+  );
+  const corpusConversation = await until(
+    "the corpus visitor's conversation",
+    async () => (await conversations(agent)).find((c) => !known.has(c.id)),
+  );
+  await live(agent, () => agent.goto(`${cfg.baseUrl}/conversations/${corpusConversation.id}`));
+  const inbound = history.locator("article.msg.inbound");
+  await until("every payload in the agent's view", () => inbound.count(), (n) => n === corpus.length, 30_000);
+  const seen = await inbound.evaluateAll((articles) =>
+    articles.map((a) => ({ text: a.querySelector(":scope > .text").textContent, elements: a.querySelector(":scope > .text").childElementCount })),
+  );
+  assert.deepEqual(seen.map((m) => m.text).sort(), expected, "the agent sees every payload literally");
+  assert.ok(seen.every((m) => m.elements === 0), "the agent's view holds text only");
+  for (const [, payload] of corpus) await replyByApi(agent, corpusConversation.id, payload);
+  await until("every reply in the widget", () => corpusChat.log.locator("li.agent").count(), (n) => n === corpus.length, 30_000);
+  const replies = await hostile.evaluate(() =>
+    [...document.querySelector("[data-inbox-chat]").shadowRoot.querySelectorAll("ol.log li.agent")].map((li) =>
+      [...li.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.data).join(""),
+    ),
+  );
+  assert.deepEqual(replies.map((r) => r.trim()).sort(), expected, "the visitor sees every reply literally");
+  for (const [who, page] of [["agent", agent], ["visitor", hostile]]) {
+    const ran = await page.evaluate(() => {
+      const root = document.querySelector("[data-inbox-chat]")?.shadowRoot;
+      const inWidget = root ? [...root.querySelectorAll("*")] : [];
+      const injected = [...document.querySelectorAll("*"), ...inWidget].flatMap((el) =>
+        [...el.attributes].filter((a) => /^on/i.test(a.name) || /^\s*javascript:/i.test(a.value)).map((a) => `${el.tagName}[${a.name}]`),
+      );
+      const markup = root ? [...root.querySelectorAll("ol.log img, ol.log script, ol.log svg, ol.log iframe, ol.log style, ol.log a")].length : 0;
+      return { global: window.__xss ?? null, marker: document.getElementById("xss-marker") !== null || !!root?.getElementById("xss-marker"), injected, markup };
+    });
+    assert.deepEqual(ran, { global: null, marker: false, injected: [], markup: 0 }, `${who}: nothing of a payload ran or became markup`);
+  }
+  console.log(`xss corpus both ways: ${corpus.length} payloads each way`);
+
   // The same page on an origin the channel does not list: refused, nothing sent.
   const stranger = (await newPage(browser, { width: 1024, height: 768 })).page;
   await stranger.goto(otherSite);
@@ -185,7 +227,7 @@ try {
   assert.equal(refused.headers.get("access-control-allow-origin"), null, "and not readable there");
 
   assert.deepEqual(dialogs, [], "no script of a message ran");
-  const problems = [...agentSide.problems, ...visitorSide.problems].filter(
+  const problems = [...agentSide.problems, ...visitorSide.problems, ...hostileSide.problems].filter(
     // Offline on purpose: the browser reports the refused requests.
     (p) => !/ERR_INTERNET_DISCONNECTED|Failed to load resource|ERR_NETWORK_CHANGED/.test(p),
   );

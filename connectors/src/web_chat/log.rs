@@ -109,28 +109,46 @@ struct Presence {
 pub struct ChatLog {
     blobs: Arc<dyn ObjectStore>,
     hub: Arc<Hub>,
+    /// Appends to one chat, one at a time (striped by chat), so entries are named in the order
+    /// they are written: a stream that has sent an entry never misses one named before it.
+    writing: Arc<[tokio::sync::Mutex<()>; WRITE_STRIPES]>,
 }
+
+/// How many locks the chats' appends share.
+const WRITE_STRIPES: usize = 64;
 
 impl ChatLog {
     pub fn new(blobs: Arc<dyn ObjectStore>) -> Self {
         ChatLog {
             blobs,
             hub: Arc::new(Hub::default()),
+            writing: Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
         }
     }
 
     /// Writes an entry (durably, before it is announced). Its object is named by its id and
     /// client id (`<id>.<client id>.json`), so a listing alone orders the chat and finds a send
     /// taken before.
-    pub async fn append(&self, key: &ChatKey, entry: &Entry) -> Result<(), String> {
+    ///
+    /// The entry's id is minted here, under the chat's lock: two writers (a visitor's send and
+    /// a reply's delivery) racing would otherwise name entries out of their writing order.
+    /// Returns the entry as written.
+    pub async fn append(&self, key: &ChatKey, mut entry: Entry) -> Result<Entry, String> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let _writing = self.writing[(hasher.finish() as usize) % WRITE_STRIPES]
+            .lock()
+            .await;
+        entry.id = uuid::Uuid::now_v7().simple().to_string();
         let name = match &entry.client_id {
             Some(client_id) => format!("{}.{client_id}.json", entry.id),
             None => format!("{}.json", entry.id),
         };
         let path = key.prefix().child(name);
-        self.put_json(&path, entry).await?;
-        self.hub.announce(key, entry);
-        Ok(())
+        self.put_json(&path, &entry).await?;
+        self.hub.announce(key, &entry);
+        Ok(entry)
     }
 
     /// The entries after `after` (all when `None`), oldest first; at most [`HISTORY_LIMIT`] of
@@ -328,8 +346,8 @@ mod tests {
         first.client_id = Some("c-0001-first".into());
         let mut second = Entry::new(Author::Agent, "hello".into());
         second.agent = Some("Grace".into());
-        log.append(&key, &first).await.unwrap();
-        log.append(&key, &second).await.unwrap();
+        let first = log.append(&key, first).await.unwrap();
+        let second = log.append(&key, second).await.unwrap();
         assert_eq!(live.recv().await.unwrap(), first);
         assert_eq!(
             log.after(&key, None).await.unwrap(),
@@ -337,7 +355,7 @@ mod tests {
         );
         assert_eq!(
             log.after(&key, Some(&first.id)).await.unwrap(),
-            [second.clone()]
+            std::slice::from_ref(&second)
         );
         assert!(log.after(&key, Some(&second.id)).await.unwrap().is_empty());
         assert_eq!(

@@ -249,7 +249,7 @@ impl Connector for WebChatConnector {
             entry.files = message.attachments.iter().map(|a| a.name.clone()).collect();
             entry.client_id = Some(message_id.clone());
             self.log
-                .append(&key, &entry)
+                .append(&key, entry)
                 .await
                 .map_err(DeliveryError::transient)?;
         }

@@ -315,13 +315,14 @@
     });
   }
 
-  // Sends what waits in the outbox, oldest first; stops at the first that cannot go now.
+  // Sends what waits in the outbox, oldest first, until it is empty (messages written while a
+  // send is on its way go next); stops at the first that cannot go now.
   let flushing = false;
   async function flush() {
     if (flushing || !session) return;
     flushing = true;
     try {
-      for (const item of outbox.all()) {
+      for (let item = outbox.all()[0]; item; item = outbox.all()[0]) {
         let response;
         try {
           response = await post("messages",
@@ -371,7 +372,13 @@
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = input.value.trim();
-    if (!text || !session || !(await introduce())) return;
+    if (!text || !session) return;
+    // Cleared now: what is typed while the pre-chat answers go out is the next message.
+    input.value = "";
+    if (!(await introduce())) {
+      if (!input.value) input.value = text;
+      return;
+    }
     queue(text, []);
   });
 
@@ -404,7 +411,6 @@
     const sent = bubble("visitor", text, undefined, Date.now(), attachments.map((a) => a.name));
     setStatus(sent, t.sending);
     shown.set(item.client_id, sent);
-    input.value = "";
     flush();
   }
 
@@ -431,7 +437,10 @@
       return;
     }
     notice.textContent = "";
-    queue(input.value.trim(), [await response.json()]);
+    const uploaded = await response.json();
+    const text = input.value.trim();
+    input.value = "";
+    queue(text, [uploaded]);
   });
 
   async function boot() {

@@ -112,11 +112,10 @@ async fn take_message(
     let mut entry = Entry::new(Author::Visitor, text.to_owned());
     entry.client_id = Some(client_id.to_owned());
     entry.files = attachments.iter().map(|a| a.name.clone()).collect();
-    widget.log.append(&key, &entry).await.map_err(|e| {
+    widget.log.append(&key, entry).await.map_err(|e| {
         tracing::warn!(channel_id = %channel.id, error = %e, "Chat log not written.");
         Refused::Unavailable
-    })?;
-    Ok(entry)
+    })
 }
 
 /// The pre-chat form's required fields were given (a proven user needs none): checked on each
