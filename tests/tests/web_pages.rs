@@ -244,6 +244,55 @@ async fn admins_set_business_hours_sla_policies_and_surveys(backend: Backend) {
         "{page}"
     );
 
+    // A channel's own hours: it follows the default (shown as a start) until it gets its own;
+    // "follow the default" ends them. An unknown channel is not found.
+    let of_channel = format!("/admin/service-levels?channel={}", channel.id);
+    let (_, page) = admin.get(&of_channel).await;
+    assert!(page.contains("It follows the default now"), "{page}");
+    assert!(page.contains(r#"value="Europe/Berlin""#), "{page}");
+    let channel_id = channel.id.to_string();
+    let own = vec![
+        ("channel_id", channel_id.as_str()),
+        ("time_zone", "America/New_York"),
+        ("monday", "08:00-16:00"),
+    ];
+    let response = admin
+        .post("/admin/service-levels/business-hours", &own)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("In force now: its own, America/New_York")
+    );
+    let stored = app.store.schedule_entries(Some(channel.id)).await.unwrap();
+    let schedule = stored.last().unwrap().schedule.clone().unwrap();
+    assert_eq!(schedule.time_zone, "America/New_York");
+    assert_eq!(schedule.monday, ["08:00-16:00"]);
+    assert_eq!(
+        app.store.schedule_entries(None).await.unwrap().len(),
+        1,
+        "the default is unchanged"
+    );
+    let response = admin
+        .post(
+            "/admin/service-levels/business-hours",
+            &[("channel_id", channel_id.as_str()), ("action", "none")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stored = app.store.schedule_entries(Some(channel.id)).await.unwrap();
+    assert!(stored.last().unwrap().schedule.is_none(), "{stored:?}");
+    let (status, _) = admin
+        .get(&format!(
+            "/admin/service-levels?channel={}",
+            uuid::Uuid::now_v7()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // SLA policies: one without a target is refused; one is added, shown and deleted.
     let policy = |first: &'static str| {
         vec![

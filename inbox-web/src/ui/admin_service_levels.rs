@@ -1,12 +1,12 @@
-//! The service levels page for admins: the default business hours, SLA policies and each
-//! channel's CSAT survey setting — the same checks and stores as their API routes
+//! The service levels page for admins: the default business hours and each channel's own, SLA
+//! policies and each channel's CSAT survey setting — the same checks and stores as their API routes
 //! (`http::business_hours`, `http::sla`, `http::csat`), as forms.
 
 use std::collections::HashMap;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use inbox_core::business_hours::ScheduleConfig;
 use inbox_core::ids::ChannelId;
@@ -58,11 +58,21 @@ pub struct ChannelChoice {
     pub name: String,
 }
 
+/// Whose business hours the page's schedule form shows: `?channel=` names a channel.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ScheduleOf {
+    #[serde(default)]
+    channel: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "admin_service_levels.html")]
 pub struct ServiceLevelsPage {
     pub layout: Layout,
-    /// The default schedule in force (none: business time is calendar time).
+    /// The channel whose own schedule the form edits (`None`: the default).
+    pub schedule_channel: Option<ChannelChoice>,
+    /// A schedule of its own is in force (the default's: none means calendar time; a
+    /// channel's: none means it follows the default).
     pub has_schedule: bool,
     pub time_zone: String,
     pub days: Vec<DayView>,
@@ -84,9 +94,26 @@ fn minutes(seconds: i64) -> String {
     }
 }
 
+/// The schedule in force now among a channel's (or the default's) changes.
+async fn schedule_now(
+    state: &WebState,
+    channel: Option<ChannelId>,
+) -> Result<Option<ScheduleConfig>, UiError> {
+    let now = chrono::Utc::now();
+    Ok(state
+        .store
+        .schedule_entries(channel)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| e.effective_at <= now)
+        .and_then(|e| e.schedule))
+}
+
 async fn page(
     state: &WebState,
     viewer: &Viewer,
+    schedule_of: Option<ChannelId>,
     notice: Option<String>,
     error: Option<String>,
 ) -> UiResult {
@@ -99,16 +126,23 @@ async fn page(
         .collect();
     let names: HashMap<ChannelId, String> =
         channels.iter().map(|c| (c.id, c.name.clone())).collect();
-    let now = chrono::Utc::now();
-    let schedule: Option<ScheduleConfig> = state
-        .store
-        .schedule_entries(None)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|e| e.effective_at <= now)
-        .and_then(|e| e.schedule);
-    let shown = schedule.clone().unwrap_or_default();
+    let schedule_channel = match schedule_of {
+        Some(id) => Some(ChannelChoice {
+            id: id.to_string(),
+            name: names
+                .get(&id)
+                .cloned()
+                .ok_or(UiError::NotFound("channel"))?,
+        }),
+        None => None,
+    };
+    let schedule = schedule_now(state, schedule_of).await?;
+    // A channel that follows the default starts its form from the default.
+    let shown = match (&schedule, schedule_of) {
+        (Some(own), _) => own.clone(),
+        (None, Some(_)) => schedule_now(state, None).await?.unwrap_or_default(),
+        (None, None) => ScheduleConfig::default(),
+    };
     let spans = [
         &shown.monday,
         &shown.tuesday,
@@ -167,6 +201,7 @@ async fn page(
     }
     render(&ServiceLevelsPage {
         layout: viewer.layout("Service levels", "service-levels"),
+        schedule_channel,
         has_schedule: schedule.is_some(),
         time_zone: shown.time_zone.clone(),
         days: WEEKDAYS
@@ -195,16 +230,33 @@ async fn page(
 pub async fn service_levels(
     State(state): State<WebState>,
     AdminViewer(viewer): AdminViewer,
+    Query(of): Query<ScheduleOf>,
 ) -> UiResult {
-    page(&state, &viewer, None, None).await
+    let channel = match of.channel.as_deref().unwrap_or("") {
+        "" => None,
+        raw => Some(raw.parse().map_err(|_| UiError::NotFound("channel"))?),
+    };
+    page(&state, &viewer, channel, None, None).await
 }
 
 /// The page again with what was wrong (a 400), or the error of our side.
-async fn refused_with(state: &WebState, viewer: &Viewer, e: ApiError) -> UiResult {
+async fn refused_with(
+    state: &WebState,
+    viewer: &Viewer,
+    schedule_of: Option<ChannelId>,
+    e: ApiError,
+) -> UiResult {
     match e {
-        ApiError::Invalid { field, message } => {
-            refused(page(state, viewer, None, Some(format!("{field}: {message}"))).await)
-        }
+        ApiError::Invalid { field, message } => refused(
+            page(
+                state,
+                viewer,
+                schedule_of,
+                None,
+                Some(format!("{field}: {message}")),
+            )
+            .await,
+        ),
         ApiError::Unavailable => Err(UiError::Unavailable),
         _ => Err(UiError::Internal),
     }
@@ -223,12 +275,23 @@ fn list(raw: &str) -> Vec<String> {
         .collect()
 }
 
-/// Sets the default business hours from now on; `action=none` removes them (calendar time).
+/// Sets the default business hours, or a channel's own (`channel_id`), from now on;
+/// `action=none` removes them (the default: calendar time; a channel: the default again).
 pub async fn set_business_hours(
     State(state): State<WebState>,
     AdminViewer(viewer): AdminViewer,
     Form(form): Form<HashMap<String, String>>,
 ) -> UiResult {
+    let channel: Option<ChannelId> = match field(&form, "channel_id") {
+        "" => None,
+        raw => {
+            let id = raw.parse().map_err(|_| UiError::NotFound("channel"))?;
+            if state.store.channel(id).await?.is_none() {
+                return Err(UiError::NotFound("channel"));
+            }
+            Some(id)
+        }
+    };
     let schedule = (field(&form, "action") != "none").then(|| {
         let day = |name: &str| list(field(&form, name));
         ScheduleConfig {
@@ -247,13 +310,19 @@ pub async fn set_business_hours(
         schedule,
         effective_at: None,
     };
-    if let Err(e) = add_change(&state, None, viewer.agent.id, change).await {
-        return refused_with(&state, &viewer, e).await;
+    if let Err(e) = add_change(&state, channel, viewer.agent.id, change).await {
+        return refused_with(&state, &viewer, channel, e).await;
     }
-    tracing::info!(agent_id = %viewer.agent.id, "Default business hours changed.");
+    match channel {
+        Some(channel_id) => {
+            tracing::info!(%channel_id, agent_id = %viewer.agent.id, "Channel business hours changed.")
+        }
+        None => tracing::info!(agent_id = %viewer.agent.id, "Default business hours changed."),
+    }
     page(
         &state,
         &viewer,
+        channel,
         Some("Business hours saved; they apply from now on.".into()),
         None,
     )
@@ -303,13 +372,14 @@ pub async fn add_policy(
     };
     let new = match checked {
         Ok(new) => new,
-        Err(e) => return refused_with(&state, &viewer, e).await,
+        Err(e) => return refused_with(&state, &viewer, None, e).await,
     };
     let policy = state.store.add_sla_policy(&new).await?;
     tracing::info!(policy_id = %policy.id, agent_id = %viewer.agent.id, "SLA policy added.");
     page(
         &state,
         &viewer,
+        None,
         Some(format!(
             "Policy {} added; it applies to each conversation from its next change.",
             policy.name
@@ -356,9 +426,16 @@ pub async fn set_csat(
     });
     let settings = match settings {
         Ok(s) => s,
-        Err(e) => return refused_with(&state, &viewer, e).await,
+        Err(e) => return refused_with(&state, &viewer, None, e).await,
     };
     state.store.set_csat_settings(channel, settings).await?;
     tracing::info!(channel_id = %channel, agent_id = %viewer.agent.id, enabled = settings.enabled, "CSAT setting changed.");
-    page(&state, &viewer, Some("Survey setting saved.".into()), None).await
+    page(
+        &state,
+        &viewer,
+        None,
+        Some("Survey setting saved.".into()),
+        None,
+    )
+    .await
 }
