@@ -12,6 +12,7 @@ mod context;
 mod delivery;
 pub mod email;
 mod kind;
+pub mod mastodon;
 mod registry;
 pub mod runner;
 pub mod sources;

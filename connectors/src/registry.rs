@@ -9,7 +9,7 @@ use inbox_core::channel_catalog::{
 use inbox_core::envelope::{ChannelKind, InboundMessage};
 use inbox_core::model::Channel;
 
-use crate::{Connector, IntakeContext, email, telegram, web_chat, webhook};
+use crate::{Connector, IntakeContext, email, mastodon, telegram, web_chat, webhook};
 
 /// The connectors of this build, in the order they are listed.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +30,8 @@ impl Registry {
         registry.register(Arc::new(webhook::WebhookConnector::new()));
         registry.register(Arc::new(email::EmailConnector::new(blobs.clone())));
         registry.register(Arc::new(telegram::TelegramConnector::new(blobs.clone())));
-        registry.register(Arc::new(web_chat::WebChatConnector::new(blobs)));
+        registry.register(Arc::new(web_chat::WebChatConnector::new(blobs.clone())));
+        registry.register(Arc::new(mastodon::MastodonConnector::new(blobs)));
         registry
     }
 

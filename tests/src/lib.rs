@@ -21,6 +21,7 @@
 pub mod change_stream;
 pub mod kafka;
 pub mod mail;
+pub mod mastodon;
 pub mod session;
 pub mod telegram;
 

@@ -376,7 +376,10 @@ async fn bad_configs_name_the_field(backend: Backend) {
         .iter()
         .map(|k| k["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["webhook", "email", "telegram", "web_chat"]);
+    assert_eq!(
+        names,
+        ["webhook", "email", "telegram", "web_chat", "mastodon"]
+    );
 }
 
 fn message_for(channel_id: ChannelId, external_id: &str) -> InboundMessage {
