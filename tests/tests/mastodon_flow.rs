@@ -241,6 +241,41 @@ async fn media_content_warnings_edits_and_deletions(backend: Backend) {
     .await;
     assert!(deleted.to_string().contains("see photo"), "{deleted:#}");
     assert_eq!(app.messages(&conversation).await.len(), 1);
+
+    // A reply with a picture: uploaded through /api/v2/media first, then posted with it (as a
+    // new direct status: the one it would answer was deleted).
+    let upload = app
+        .client
+        .post(app.url("/api/v1/attachments"))
+        .bearer_auth(&app.token)
+        .header("content-type", "image/png")
+        .query(&[("filename", "label.png")])
+        .body(b"\x89PNG return label".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let reference = json_of(upload, StatusCode::CREATED, "upload").await;
+    let reply = json_of(
+        app.api_post(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &json!({"text": "Here is the return label.", "attachments": [reference]}),
+        )
+        .await,
+        StatusCode::CREATED,
+        "reply with a picture",
+    )
+    .await;
+    app.wait_for_delivery(&conversation, str_of(&reply, "id"), "sent")
+        .await;
+    let uploads = server.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:#?}");
+    assert_eq!(uploads[0].file_name, "label.png");
+    assert_eq!(uploads[0].bytes, b"\x89PNG return label");
+    let posted = server.posted();
+    assert_eq!(posted[0].media_ids, [uploads[0].id.clone()]);
+    assert_eq!(posted[0].visibility, "direct");
+    assert_eq!(posted[0].status, "@bob Here is the return label.");
+    assert_eq!(posted[0].in_reply_to_id, None);
     app.stop().await;
 }
 

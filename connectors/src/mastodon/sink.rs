@@ -34,8 +34,7 @@ pub async fn deliver(
              (nothing was posted)"
         )));
     }
-    let in_reply_to = message.thread.in_reply_to.as_deref();
-    let visibility = visibility(api, message, in_reply_to).await?;
+    let (in_reply_to, visibility) = answered(api, message).await?;
     let mut media_ids = Vec::with_capacity(message.attachments.len());
     for attachment in &message.attachments {
         let bytes = blobs
@@ -75,26 +74,31 @@ pub async fn deliver(
     })
 }
 
-/// The visibility of the status answered; without one (gone, or a conversation an agent
-/// started) the thread's: direct messages stay direct, and anything unknown is sent direct too
-/// rather than made public by mistake.
-async fn visibility(
+/// The status the reply answers (the customer's latest, when it is still there: a deleted one
+/// cannot be answered, so the reply is then a new status mentioning the customer) and the
+/// visibility to post with: the answered status's; without one the thread's, where direct
+/// messages stay direct and anything unknown is sent direct too rather than made public by
+/// mistake.
+async fn answered<'m>(
     api: &MastodonApi,
-    message: &OutboundMessage,
-    in_reply_to: Option<&str>,
-) -> Result<Visibility, DeliveryError> {
-    if let Some(id) = in_reply_to {
-        let answered = api.status(id).await.map_err(|e| classify("status", e))?;
-        if let Some(visibility) = answered
-            .as_ref()
-            .and_then(|s| s.get("visibility"))
-            .and_then(|v| serde_json::from_value::<Visibility>(v.clone()).ok())
-        {
-            return Ok(visibility);
+    message: &'m OutboundMessage,
+) -> Result<(Option<&'m str>, Visibility), DeliveryError> {
+    if let Some(id) = message.thread.in_reply_to.as_deref() {
+        let status = api.status(id).await.map_err(|e| classify("status", e))?;
+        if let Some(status) = status {
+            let visibility = status
+                .get("visibility")
+                .and_then(|v| serde_json::from_value::<Visibility>(v.clone()).ok())
+                .unwrap_or_else(|| visibility_of_thread(message));
+            return Ok((Some(id), visibility));
         }
     }
+    Ok((None, visibility_of_thread(message)))
+}
+
+fn visibility_of_thread(message: &OutboundMessage) -> Visibility {
     let subject = message.thread.subject.as_deref().unwrap_or(DIRECT_SUBJECT);
-    Ok(if subject.starts_with("Public mention") {
+    if subject.starts_with("Public mention") {
         Visibility::Public
     } else if subject.starts_with("Unlisted mention") {
         Visibility::Unlisted
@@ -102,7 +106,7 @@ async fn visibility(
         Visibility::Private
     } else {
         Visibility::Direct
-    })
+    }
 }
 
 /// How the customer is mentioned: `@ada` for an account of the instance itself (its own
