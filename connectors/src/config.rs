@@ -12,6 +12,35 @@ pub trait KindConfig: Serialize + DeserializeOwned {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
+/// A kind's `inbox channel add <kind>` flags.
+pub trait KindArgs: clap::Args + clap::FromArgMatches {
+    type Config: KindConfig;
+    /// The channel's name and the config the flags describe.
+    fn into_channel(self) -> (String, Self::Config);
+}
+
+/// A config as the kind stores it: decoded, checked (naming the bad field), encoded again.
+pub fn validated<C: KindConfig>(
+    config: &serde_json::Value,
+) -> Result<serde_json::Value, ConfigError> {
+    let config: C = parse_config(config)?;
+    Ok(serde_json::to_value(config).unwrap_or_default())
+}
+
+/// The channel a kind's flags describe, its config checked as the API checks it.
+pub fn channel_from_args<A: KindArgs>(
+    matches: &clap::ArgMatches,
+) -> Result<crate::CliChannel, ConfigError> {
+    let args =
+        A::from_arg_matches(matches).map_err(|e| ConfigError::new("arguments", e.to_string()))?;
+    let (name, config) = args.into_channel();
+    let config = serde_json::to_value(config).unwrap_or_default();
+    Ok(crate::CliChannel {
+        name,
+        config: validated::<A::Config>(&config)?,
+    })
+}
+
 /// Decodes and validates a config, naming the first bad field (`smtp_port`, `outbound_url`):
 /// what the CLI, the API and the admin pages store.
 pub fn parse_config<C: KindConfig>(value: &serde_json::Value) -> Result<C, ConfigError> {

@@ -20,7 +20,9 @@ pub mod telegram;
 pub mod web_chat;
 pub mod webhook;
 
-pub use config::{KindConfig, decode_config, parse_config, read_secret};
+pub use config::{
+    KindArgs, KindConfig, channel_from_args, decode_config, parse_config, read_secret, validated,
+};
 pub use context::{ChannelDirectory, CursorStore, IntakeContext, SourceContext, SyncProgress};
 pub use delivery::{Delivered, DeliveryError};
 pub use kind::{CliChannel, Connector, SyncOutcome, SyncRequest};

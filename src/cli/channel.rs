@@ -356,7 +356,7 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
             "channel {} is a {} channel; it takes pushes, and only {} channels have a source to sync",
             channel.id,
             channel.kind,
-            readable.join(" and ")
+            in_words(&readable)
         );
     };
     let report = outcome.map_err(|e| anyhow::anyhow!("sync of {}: {e}", channel.name))?;
@@ -392,4 +392,13 @@ async fn sync(config: &Config, store: &Store, args: SyncArgs) -> anyhow::Result<
         anyhow::bail!("interrupted; the next sync or the server continues from there");
     }
     Ok(())
+}
+
+/// `["a", "b", "c"]` → `a, b and c`.
+fn in_words(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }

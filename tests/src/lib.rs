@@ -19,6 +19,7 @@
 //! `INBOX_E2E_LOG=<filter>` (e.g. `info` or `inbox=debug`) prints the application's logs.
 
 pub mod change_stream;
+pub mod embedded;
 pub mod kafka;
 pub mod mail;
 pub mod mastodon;

@@ -290,7 +290,7 @@ async fn sync_refuses_what_it_cannot_read() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("only email and telegram channels have a source to sync"),
+        stderr.contains("only email, telegram and mastodon channels have a source to sync"),
         "{stderr}"
     );
 

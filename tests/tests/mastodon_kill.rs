@@ -11,40 +11,24 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use inbox_connectors::mastodon::source::CURSOR;
-use inbox_core::store::{Store, StoreConfig};
 use inbox_e2e::mastodon::MastodonServer;
-use inbox_e2e::wait_until;
+use inbox_e2e::{embedded, wait_until};
 
 const CUSTOMERS: usize = 4;
 const TOTAL: usize = 120;
 const WAIT: Duration = Duration::from_secs(90);
 
-fn bin() -> std::ffi::OsString {
-    std::env::var_os("INBOX_BIN")
-        .filter(|p| !p.is_empty())
-        .expect("INBOX_BIN: this test runs the built `inbox` binary (tests/run sets it)")
-}
-
-fn inbox(dir: &std::path::Path, server: &MastodonServer) -> Command {
-    let mut command = Command::new(bin());
-    command
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("INBOX_CONFIG")
-        .env_remove("INBOX_KAFKA_BROKERS")
-        .env_remove("INBOX_DATABASE_URL")
-        .env("INBOX_LOG", "warn")
-        .env("MASTODON_TOKEN", &server.token);
-    command
+fn envs(server: &MastodonServer) -> [(&'static str, &str); 1] {
+    [("MASTODON_TOKEN", server.token.as_str())]
 }
 
 /// `inbox channel add mastodon` on the stand-in; the new channel's id.
 fn add_channel(dir: &std::path::Path, server: &MastodonServer) -> inbox_core::ids::ChannelId {
-    let added = inbox(dir, server)
+    let added = embedded::command(dir, &envs(server))
         .args(["channel", "add", "mastodon", "--name", "Mastodon"])
         .args([
             "--instance-url",
@@ -65,48 +49,15 @@ fn add_channel(dir: &std::path::Path, server: &MastodonServer) -> inbox_core::id
 }
 
 fn start(dir: &std::path::Path, server: &MastodonServer, log: &std::fs::File) -> Child {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    inbox(dir, server)
-        .arg("run")
-        .env("INBOX_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log.try_clone().unwrap())
-        .spawn()
-        .unwrap()
+    embedded::run(dir, &envs(server), log)
 }
 
-async fn open(dir: &std::path::Path) -> Store {
-    Store::open(&StoreConfig::Sqlite {
-        path: dir.join("inbox.db"),
-    })
-    .await
-    .unwrap()
-}
-
-/// The stored customer messages: (status id, text), in arrival order.
 async fn stored(dir: &std::path::Path) -> Vec<(String, String)> {
-    let store = open(dir).await;
-    let rows = match store.raw_pool() {
-        inbox_core::store::test_support::RawPool::Sqlite(pool) => sqlx::query_as::<_, (String, String)>(
-            "SELECT external_id, text FROM messages WHERE direction = 'inbound' ORDER BY ingest_seq",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap(),
-        inbox_core::store::test_support::RawPool::Postgres(_) => unreachable!("embedded mode"),
-    };
-    store.close().await;
-    rows
+    embedded::inbound(dir).await
 }
 
 async fn cursor(dir: &std::path::Path, channel: inbox_core::ids::ChannelId) -> Option<String> {
-    let store = open(dir).await;
-    let cursor = store.cursor(channel, CURSOR).await.unwrap();
-    store.close().await;
-    cursor
+    embedded::cursor(dir, channel, CURSOR).await
 }
 
 // The CLI runs blocking (`output()`): the stand-in answers from the other worker.
@@ -208,7 +159,7 @@ async fn sync_reads_the_waiting_mentions_once() {
     let channel = add_channel(dir.path(), &server);
     let id = channel.to_string();
     let sync = || {
-        let out = inbox(dir.path(), &server)
+        let out = embedded::command(dir.path(), &envs(&server))
             .args(["channel", "sync", &id, "--json"])
             .output()
             .unwrap();

@@ -11,13 +11,12 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use inbox_connectors::telegram::source::CURSOR;
-use inbox_core::store::{Store, StoreConfig};
 use inbox_e2e::telegram::{BotApiServer, text_message};
-use inbox_e2e::wait_until;
+use inbox_e2e::{embedded, wait_until};
 use serde_json::json;
 
 const TOKEN: &str = "7000000001:AAE-kill-test";
@@ -25,23 +24,10 @@ const CUSTOMERS: i64 = 12;
 const PER_CUSTOMER: i64 = 10;
 const WAIT: Duration = Duration::from_secs(60);
 
-fn bin() -> std::ffi::OsString {
-    std::env::var_os("INBOX_BIN")
-        .filter(|p| !p.is_empty())
-        .expect("INBOX_BIN: this test runs the built `inbox` binary (tests/run sets it)")
-}
+const ENVS: [(&str, &str); 1] = [("TG_TOKEN", TOKEN)];
 
-fn inbox(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(bin());
-    command
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("INBOX_CONFIG")
-        .env_remove("INBOX_KAFKA_BROKERS")
-        .env_remove("INBOX_DATABASE_URL")
-        .env("INBOX_LOG", "warn")
-        .env("TG_TOKEN", TOKEN);
-    command
+fn inbox(dir: &std::path::Path) -> std::process::Command {
+    embedded::command(dir, &ENVS)
 }
 
 /// `inbox channel add telegram` polling the stand-in; the new channel's id.
@@ -69,36 +55,11 @@ fn add_channel(dir: &std::path::Path, server: &BotApiServer) -> inbox_core::ids:
 }
 
 fn start(dir: &std::path::Path, log: &std::fs::File) -> Child {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    inbox(dir)
-        .arg("run")
-        .env("INBOX_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log.try_clone().unwrap())
-        .spawn()
-        .unwrap()
+    embedded::run(dir, &ENVS, log)
 }
 
 async fn stored(dir: &std::path::Path) -> Vec<(String, String)> {
-    let store = Store::open(&StoreConfig::Sqlite {
-        path: dir.join("inbox.db"),
-    })
-    .await
-    .unwrap();
-    let rows = match store.raw_pool() {
-        inbox_core::store::test_support::RawPool::Sqlite(pool) => sqlx::query_as::<_, (String, String)>(
-            "SELECT external_id, text FROM messages WHERE direction = 'inbound' ORDER BY ingest_seq",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap(),
-        inbox_core::store::test_support::RawPool::Postgres(_) => unreachable!("embedded mode"),
-    };
-    store.close().await;
-    rows
+    embedded::inbound(dir).await
 }
 
 #[tokio::test]
@@ -139,19 +100,11 @@ async fn killed_between_receiving_and_storing_loses_and_repeats_nothing() {
         at_kill.len(),
         delivered - first_id + 1
     );
-    let store = Store::open(&StoreConfig::Sqlite {
-        path: dir.path().join("inbox.db"),
-    })
-    .await
-    .unwrap();
-    let offset: i64 = store
-        .cursor(channel_id, CURSOR)
+    let offset: i64 = embedded::cursor(dir.path(), channel_id, CURSOR)
         .await
-        .unwrap()
         .unwrap()
         .parse()
         .unwrap();
-    store.close().await;
     // The offset never passes an update that is not stored.
     let confirmed = offset - first_id;
     assert!(

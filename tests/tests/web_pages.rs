@@ -354,6 +354,47 @@ async fn admins_set_business_hours_sla_policies_and_surveys(backend: Backend) {
     app.stop().await;
 }
 
+both_backends!(admins_add_a_mastodon_channel_with_the_form);
+async fn admins_add_a_mastodon_channel_with_the_form(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = Browser::sign_in(&app, Role::Admin).await;
+    let (_, page) = admin.get("/admin/channels").await;
+    assert!(
+        page.contains("config.instance_url"),
+        "the kind's form: {page}"
+    );
+    let form = |url: &'static str| {
+        vec![
+            ("kind", "mastodon"),
+            ("name", "Acme on Mastodon"),
+            ("config.instance_url", url),
+            ("config.token_env", "ACME_MASTODON_TOKEN"),
+        ]
+    };
+    let response = admin
+        .post("/admin/channels", &form("mastodon.example"))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("instance_url"));
+    let response = admin
+        .post("/admin/channels", &form("https://mastodon.example"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let channel = app
+        .store
+        .channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "Acme on Mastodon")
+        .unwrap();
+    assert_eq!(channel.kind, inbox_connectors::mastodon::KIND);
+    assert_eq!(channel.config["instance_url"], "https://mastodon.example");
+    assert_eq!(channel.config["token_env"], "ACME_MASTODON_TOKEN");
+    assert_eq!(channel.rules, inbox_connectors::mastodon::RULES);
+    app.stop().await;
+}
+
 both_backends!(admins_add_channels_agents_and_tokens);
 async fn admins_add_channels_agents_and_tokens(backend: Backend) {
     let app = TestApp::spawn(backend).await;

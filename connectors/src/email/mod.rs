@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     CliChannel, Connector, Delivered, DeliveryError, SourceContext, SyncOutcome, SyncRequest,
-    decode_config, parse_config,
+    decode_config, validated,
 };
 
 pub const KIND: ChannelKind = ChannelKind::EMAIL;
@@ -156,8 +156,7 @@ impl Connector for EmailConnector {
     }
 
     fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
-        let config: EmailConfig = parse_config(config)?;
-        Ok(serde_json::to_value(config).unwrap_or_default())
+        validated::<EmailConfig>(config)
     }
 
     fn cli_args(&self, command: clap::Command) -> clap::Command {

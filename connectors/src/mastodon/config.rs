@@ -98,16 +98,19 @@ pub struct MastodonArgs {
     pub token_env: String,
 }
 
-impl MastodonArgs {
-    pub fn into_config(self) -> MastodonConfig {
-        MastodonConfig {
+impl crate::KindArgs for MastodonArgs {
+    type Config = MastodonConfig;
+
+    fn into_channel(self) -> (String, MastodonConfig) {
+        let config = MastodonConfig {
             instance_url: self.instance_url,
             token_env: Some(self.token_env),
             token_file: None,
             streaming: true,
             poll_interval_secs: default_poll_interval(),
             backfill_days: default_backfill_days(),
-        }
+        };
+        (self.name, config)
     }
 }
 

@@ -14,7 +14,6 @@ pub mod text;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use clap::FromArgMatches;
 pub use config::{MastodonArgs, MastodonConfig};
 use inbox_core::channel_catalog::{
     ConfigError, ConfigField, ConnectionCheck, ConnectionReport, FieldInput, KindInfo,
@@ -27,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     CliChannel, Connector, Delivered, DeliveryError, SourceContext, SyncOutcome, SyncRequest,
-    decode_config, parse_config, read_secret,
+    channel_from_args, decode_config, read_secret, validated,
 };
 
 pub const KIND: ChannelKind = ChannelKind::named("mastodon");
@@ -112,8 +111,7 @@ impl Connector for MastodonConnector {
     }
 
     fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
-        let config: MastodonConfig = parse_config(config)?;
-        Ok(serde_json::to_value(config).unwrap_or_default())
+        validated::<MastodonConfig>(config)
     }
 
     fn cli_args(&self, command: clap::Command) -> clap::Command {
@@ -121,14 +119,7 @@ impl Connector for MastodonConnector {
     }
 
     fn channel_from_cli(&self, args: &clap::ArgMatches) -> Result<CliChannel, ConfigError> {
-        let args = MastodonArgs::from_arg_matches(args)
-            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
-        let name = args.name.clone();
-        let config = serde_json::to_value(args.into_config()).unwrap_or_default();
-        Ok(CliChannel {
-            name,
-            config: self.validate(&config)?,
-        })
+        channel_from_args::<MastodonArgs>(args)
     }
 
     async fn deliver(

@@ -122,16 +122,19 @@ pub struct TelegramArgs {
     pub group_messages: GroupMessages,
 }
 
-impl TelegramArgs {
-    pub fn into_config(self) -> TelegramConfig {
-        TelegramConfig {
+impl crate::KindArgs for TelegramArgs {
+    type Config = TelegramConfig;
+
+    fn into_channel(self) -> (String, TelegramConfig) {
+        let config = TelegramConfig {
             token_env: Some(self.token_env),
             token_file: None,
             api_url: self.api_url.unwrap_or_else(default_api_url),
             mode: self.mode,
             group_messages: self.group_messages,
             poll_timeout_secs: default_poll_timeout(),
-        }
+        };
+        (self.name, config)
     }
 }
 

@@ -11,7 +11,6 @@ pub mod webhook;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use clap::FromArgMatches;
 pub use config::{DEFAULT_API_URL, GroupMessages, Mode, TelegramArgs, TelegramConfig};
 use inbox_core::channel_catalog::{
     ConfigError, ConfigField, ConnectionCheck, ConnectionReport, FieldInput, KindInfo,
@@ -24,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     CliChannel, Connector, Delivered, DeliveryError, SourceContext, SyncOutcome, SyncRequest,
-    decode_config, parse_config, read_secret,
+    channel_from_args, decode_config, read_secret, validated,
 };
 
 pub const KIND: ChannelKind = ChannelKind::named("telegram");
@@ -105,8 +104,7 @@ impl Connector for TelegramConnector {
     }
 
     fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
-        let config: TelegramConfig = parse_config(config)?;
-        Ok(serde_json::to_value(config).unwrap_or_default())
+        validated::<TelegramConfig>(config)
     }
 
     fn cli_args(&self, command: clap::Command) -> clap::Command {
@@ -114,14 +112,7 @@ impl Connector for TelegramConnector {
     }
 
     fn channel_from_cli(&self, args: &clap::ArgMatches) -> Result<CliChannel, ConfigError> {
-        let args = TelegramArgs::from_arg_matches(args)
-            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
-        let name = args.name.clone();
-        let config = serde_json::to_value(args.into_config()).unwrap_or_default();
-        Ok(CliChannel {
-            name,
-            config: self.validate(&config)?,
-        })
+        channel_from_args::<TelegramArgs>(args)
     }
 
     async fn deliver(

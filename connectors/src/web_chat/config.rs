@@ -152,11 +152,13 @@ pub struct WebChatArgs {
     pub greeting: Option<String>,
 }
 
-impl WebChatArgs {
-    /// The config the flags describe; origins are normalized (`HTTPS://Shop.example/` is
-    /// `https://shop.example`), a bad one kept as given so validation names it.
-    pub fn into_config(self) -> WebChatConfig {
-        WebChatConfig {
+/// Origins are normalized (`HTTPS://Shop.example/` is `https://shop.example`), a bad one kept as
+/// given so validation names it.
+impl crate::KindArgs for WebChatArgs {
+    type Config = WebChatConfig;
+
+    fn into_channel(self) -> (String, WebChatConfig) {
+        let config = WebChatConfig {
             origins: self
                 .origins
                 .iter()
@@ -171,7 +173,8 @@ impl WebChatArgs {
             max_upload_bytes: default_max_upload(),
             email_fallback_channel: None,
             away_after_minutes: default_away_after(),
-        }
+        };
+        (self.name, config)
     }
 }
 

@@ -12,7 +12,6 @@ pub mod visitor;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use clap::FromArgMatches;
 pub use config::{FormField, WebChatArgs, WebChatConfig, normalize_origin};
 use inbox_core::channel_catalog::{
     ConfigError, ConfigField, ConnectionCheck, ConnectionReport, FieldInput, KindInfo,
@@ -24,7 +23,8 @@ use object_store::ObjectStore;
 
 use self::log::{Author, ChatKey, ChatLog, Entry};
 use crate::{
-    ChannelDirectory, CliChannel, Connector, Delivered, DeliveryError, decode_config, parse_config,
+    ChannelDirectory, CliChannel, Connector, Delivered, DeliveryError, channel_from_args,
+    decode_config, validated,
 };
 
 pub const KIND: ChannelKind = ChannelKind::named("web_chat");
@@ -196,8 +196,7 @@ impl Connector for WebChatConnector {
     }
 
     fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
-        let config: WebChatConfig = parse_config(config)?;
-        Ok(serde_json::to_value(config).unwrap_or_default())
+        validated::<WebChatConfig>(config)
     }
 
     fn cli_args(&self, command: clap::Command) -> clap::Command {
@@ -205,14 +204,7 @@ impl Connector for WebChatConnector {
     }
 
     fn channel_from_cli(&self, args: &clap::ArgMatches) -> Result<CliChannel, ConfigError> {
-        let args = WebChatArgs::from_arg_matches(args)
-            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
-        let name = args.name.clone();
-        let config = serde_json::to_value(args.into_config()).unwrap_or_default();
-        Ok(CliChannel {
-            name,
-            config: self.validate(&config)?,
-        })
+        channel_from_args::<WebChatArgs>(args)
     }
 
     fn intake(&self, ctx: &crate::IntakeContext) -> Option<axum::Router> {

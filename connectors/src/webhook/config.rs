@@ -32,3 +32,14 @@ pub struct WebhookArgs {
     #[arg(long)]
     pub outbound_url: Option<String>,
 }
+
+impl crate::KindArgs for WebhookArgs {
+    type Config = WebhookConfig;
+
+    fn into_channel(self) -> (String, WebhookConfig) {
+        let config = WebhookConfig {
+            outbound_url: self.outbound_url,
+        };
+        (self.name, config)
+    }
+}

@@ -7,7 +7,6 @@ pub mod signing;
 mod sink;
 
 use async_trait::async_trait;
-use clap::FromArgMatches;
 use inbox_core::channel_catalog::{
     ConfigError, ConfigField, ConnectionCheck, ConnectionReport, FieldInput, KindInfo,
 };
@@ -19,7 +18,10 @@ pub use intake::MAX_BODY_BYTES;
 pub use signing::{SIGNATURE_HEADER, new_secret, sign, verify};
 pub use sink::WebhookSink;
 
-use crate::{CliChannel, Connector, Delivered, DeliveryError, IntakeContext, parse_config};
+use crate::{
+    CliChannel, Connector, Delivered, DeliveryError, IntakeContext, channel_from_args,
+    parse_config, validated,
+};
 
 pub const KIND: ChannelKind = ChannelKind::WEBHOOK;
 
@@ -64,8 +66,7 @@ impl Connector for WebhookConnector {
     }
 
     fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
-        let config: WebhookConfig = parse_config(config)?;
-        Ok(serde_json::to_value(config).unwrap_or_default())
+        validated::<WebhookConfig>(config)
     }
 
     fn cli_args(&self, command: clap::Command) -> clap::Command {
@@ -73,15 +74,7 @@ impl Connector for WebhookConnector {
     }
 
     fn channel_from_cli(&self, args: &clap::ArgMatches) -> Result<CliChannel, ConfigError> {
-        let args = WebhookArgs::from_arg_matches(args)
-            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
-        let config = WebhookConfig {
-            outbound_url: args.outbound_url,
-        };
-        Ok(CliChannel {
-            name: args.name,
-            config: self.validate(&serde_json::to_value(config).unwrap_or_default())?,
-        })
+        channel_from_args::<WebhookArgs>(args)
     }
 
     fn intake(&self, ctx: &IntakeContext) -> Option<axum::Router> {
