@@ -67,6 +67,19 @@ fn api_of(config: &MastodonConfig) -> Result<api::MastodonApi, String> {
     api::MastodonApi::new(config, token)
 }
 
+/// The channel's config, its client, and the account its token belongs to.
+async fn connect(
+    channel: &Channel,
+) -> Result<(MastodonConfig, api::MastodonApi, parse::Account), String> {
+    let config = config_of(channel)?;
+    let api = api_of(&config)?;
+    let own = api
+        .verify_credentials()
+        .await
+        .map_err(|e| source::describe("verify_credentials", &e))?;
+    Ok((config, api, own))
+}
+
 #[async_trait]
 impl Connector for MastodonConnector {
     fn kind(&self) -> ChannelKind {
@@ -156,12 +169,7 @@ impl Connector for MastodonConnector {
         stop: &CancellationToken,
     ) -> Option<Result<SyncOutcome, String>> {
         let synced = async {
-            let config = config_of(channel)?;
-            let api = api_of(&config)?;
-            let own = api
-                .verify_credentials()
-                .await
-                .map_err(|e| source::describe("verify_credentials", &e))?;
+            let (config, api, own) = connect(channel).await?;
             let reader = source::Reader {
                 channel,
                 config: &config,
@@ -212,12 +220,7 @@ impl Connector for MastodonConnector {
     /// `verify_credentials` (the token and its account) and the instance's status limit.
     async fn test_connection(&self, channel: &Channel) -> ConnectionReport {
         let check = async {
-            let config = config_of(channel)?;
-            let api = api_of(&config)?;
-            let own = api
-                .verify_credentials()
-                .await
-                .map_err(|e| source::describe("verify_credentials", &e))?;
+            let (_, api, own) = connect(channel).await?;
             let limit = api
                 .max_characters()
                 .await
@@ -245,12 +248,7 @@ impl Connector for MastodonConnector {
             return None;
         }
         let reparsed = async {
-            let config = config_of(channel)?;
-            let api = api_of(&config)?;
-            let own = api
-                .verify_credentials()
-                .await
-                .map_err(|e| source::describe("verify_credentials", &e))?;
+            let (_, api, own) = connect(channel).await?;
             let path = object_store::path::Path::from(payload);
             let bytes = self
                 .blobs
