@@ -11,6 +11,7 @@ mod config;
 mod context;
 mod delivery;
 pub mod email;
+mod html;
 mod kind;
 pub mod mastodon;
 mod registry;

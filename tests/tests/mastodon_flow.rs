@@ -28,6 +28,7 @@ both_backends!(
     polling_when_the_instance_has_no_stream,
     rate_limits_a_revoked_token_and_too_long_replies,
     the_cli_adds_a_mastodon_channel,
+    a_bad_notification_is_kept_and_the_rest_goes_on,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -441,5 +442,48 @@ async fn the_cli_adds_a_mastodon_channel(backend: Backend) {
     assert_eq!(channel["kind"], "mastodon");
     assert_eq!(channel["config"]["instance_url"], "https://social.example");
     assert_eq!(channel["config"]["token_env"], "ACME_MASTODON_TOKEN");
+    app.stop().await;
+}
+
+async fn a_bad_notification_is_kept_and_the_rest_goes_on(backend: Backend) {
+    let server = MastodonServer::start().await;
+    let app = TestApp::spawn(backend).await;
+    let (_token, channel) = mastodon_channel(&app, &server).await;
+    let eve = server.customer("eve", "Eve");
+    wait_until(WAIT, "the stream open", async || server.streams() > 0).await;
+
+    // A mention without its status, then a good one.
+    let bad = server.notify("mention", &eve, None);
+    server.mention(&eve, "Hello after the bad one", "direct", None);
+    let (_, history) = thread(&app, "Direct messages", 1).await;
+    assert_eq!(history[0]["text"], "Hello after the bad one");
+    let dead = wait_for(WAIT, "a dead letter", async || {
+        let dead = app.store.dead_letters(10).await.unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert!(
+        dead[0].error.contains("without its status"),
+        "the reason: {}",
+        dead[0].error
+    );
+    assert!(
+        dead[0].payload.contains(&bad),
+        "the raw notification kept: {}",
+        dead[0].payload
+    );
+    // The cursor moved past both: nothing is read again.
+    let cursor = app
+        .store
+        .cursor(channel.id, mastodon::source::CURSOR)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        cursor.len() >= bad.len() && cursor.as_str() > bad.as_str(),
+        "{cursor} past {bad}"
+    );
+    assert_eq!(app.message_total().await, 1);
     app.stop().await;
 }

@@ -350,7 +350,7 @@ fn blob_file_name(name: &str) -> String {
 /// HTML nested deeper than [`MAX_HTML_DEPTH`] comes back as its escaped text instead.
 pub fn sanitize_html(html: &str) -> String {
     if nesting_depth(html) > MAX_HTML_DEPTH {
-        return format!("<p>{}</p>", escape_text(&html_to_text(html)));
+        return format!("<p>{}</p>", crate::html::escape_text(&html_to_text(html)));
     }
     ammonia::Builder::default()
         .add_tags(["font", "center"])
@@ -449,13 +449,6 @@ fn nesting_depth(html: &str) -> usize {
         }
     }
     deepest
-}
-
-fn escape_text(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Plain text of sanitized HTML, for mail without a text part.

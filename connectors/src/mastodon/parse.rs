@@ -240,21 +240,35 @@ fn message_of(status: Status, origin: Origin<'_>) -> Parsed {
     }
 }
 
+/// How each visibility's thread subject starts, for threads other than direct messages.
+const SUBJECT_PREFIXES: [(Visibility, &str); 3] = [
+    (Visibility::Public, "Public mention #"),
+    (Visibility::Unlisted, "Unlisted mention #"),
+    (Visibility::Private, "Followers-only mention #"),
+];
+
 /// The thread's subject: one per account for direct messages, one per root otherwise (a status
 /// answering one we do not have starts its own).
 pub fn subject(status: &Status) -> String {
-    match status.visibility {
-        Visibility::Direct => DIRECT_SUBJECT.to_owned(),
-        Visibility::Public => format!("Public mention #{} — replies are public", status.id),
-        Visibility::Unlisted => format!(
-            "Unlisted mention #{} — replies are public (unlisted)",
-            status.id
-        ),
-        Visibility::Private => format!(
-            "Followers-only mention #{} — replies go to our followers",
-            status.id
-        ),
-    }
+    let note = match status.visibility {
+        Visibility::Direct => return DIRECT_SUBJECT.to_owned(),
+        Visibility::Public => "replies are public",
+        Visibility::Unlisted => "replies are public (unlisted)",
+        Visibility::Private => "replies go to our followers",
+    };
+    let prefix = SUBJECT_PREFIXES
+        .iter()
+        .find(|(v, _)| *v == status.visibility)
+        .map_or("", |(_, p)| p);
+    format!("{prefix}{} — {note}", status.id)
+}
+
+/// The visibility a thread's subject says; direct for anything else (never public by mistake).
+pub fn visibility_of_subject(subject: &str) -> Visibility {
+    SUBJECT_PREFIXES
+        .iter()
+        .find(|(_, prefix)| subject.starts_with(prefix))
+        .map_or(Visibility::Direct, |(v, _)| *v)
 }
 
 /// "@acme thanks!" → "thanks!": the mention of us that starts nearly every status says nothing.
@@ -285,7 +299,7 @@ fn with_content_warning(spoiler: &str, text: String, html: String) -> (String, S
     if spoiler.is_empty() {
         return (text, html);
     }
-    let escaped = super::text::escape(spoiler);
+    let escaped = crate::html::escape_text(spoiler);
     (
         format!("CW: {spoiler}\n\n{text}"),
         format!("<p><strong>CW: {escaped}</strong></p>{html}"),

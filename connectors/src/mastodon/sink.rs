@@ -11,7 +11,7 @@ use object_store::ObjectStore;
 use object_store::path::Path as BlobPath;
 
 use super::api::{ApiFailure, MastodonApi, NewStatus};
-use super::parse::{DIRECT_SUBJECT, Visibility};
+use super::parse::{Visibility, visibility_of_subject};
 use crate::{Delivered, DeliveryError};
 
 pub async fn deliver(
@@ -97,16 +97,11 @@ async fn answered<'m>(
 }
 
 fn visibility_of_thread(message: &OutboundMessage) -> Visibility {
-    let subject = message.thread.subject.as_deref().unwrap_or(DIRECT_SUBJECT);
-    if subject.starts_with("Public mention") {
-        Visibility::Public
-    } else if subject.starts_with("Unlisted mention") {
-        Visibility::Unlisted
-    } else if subject.starts_with("Followers-only mention") {
-        Visibility::Private
-    } else {
-        Visibility::Direct
-    }
+    message
+        .thread
+        .subject
+        .as_deref()
+        .map_or(Visibility::Direct, visibility_of_subject)
 }
 
 /// How the customer is mentioned: `@ada` for an account of the instance itself (its own

@@ -154,8 +154,9 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Follows the stream until it ends; reads on from the cursor on each notification and
-    /// every `poll` besides (a notification the stream missed is never left behind).
+    /// Follows the stream until it ends; reads on from the cursor on a notification newer than
+    /// the cursor (a burst of them is one read, not one per event) and every `poll` besides (a
+    /// notification the stream missed is never left behind).
     async fn follow(
         &self,
         mut events: EventStream,
@@ -163,20 +164,26 @@ impl Reader<'_> {
         stop: &CancellationToken,
     ) -> Result<(), ReadError> {
         let mut next_poll = tokio::time::Instant::now() + poll;
+        let mut cursor = self.cursor().await?;
         loop {
             let event = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 _ = tokio::time::sleep_until(next_poll) => {
                     next_poll = tokio::time::Instant::now() + poll;
                     self.catch_up(&(), stop).await?;
+                    cursor = self.cursor().await?;
                     continue;
                 }
                 event = events.next() => event,
             };
             match event {
                 None => return Ok(()),
-                Some(Event::Notification) => {
-                    self.catch_up(&(), stop).await?;
+                Some(Event::Notification(id)) => {
+                    let taken = matches!((&id, &cursor), (Some(id), Some(at)) if !newer(id, at));
+                    if !taken {
+                        self.catch_up(&(), stop).await?;
+                        cursor = self.cursor().await?;
+                    }
                 }
                 Some(Event::StatusUpdate(raw)) => self.take_edit(&raw).await?,
                 Some(Event::Delete(id)) => self.take_deletion(&id).await?,
@@ -322,8 +329,11 @@ impl Reader<'_> {
         let Some(id) = raw.get("id").and_then(|v| v.as_str()) else {
             return Ok(());
         };
-        if self.original(id).await?.is_none() {
-            return Ok(());
+        let original = BlobPath::from(status_raw_path(self.channel, id));
+        match self.ctx.blobs.head(&original).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(ReadError::Store(format!("blob {original}: {e}"))),
         }
         let edited = raw
             .get("edited_at")
@@ -446,6 +456,11 @@ fn status_raw_path(channel: &Channel, status_id: &str) -> String {
     )
 }
 
+/// Mastodon's ids are numbers written as strings: the longer is the larger, then by digits.
+fn newer(id: &str, than: &str) -> bool {
+    (id.len(), id) > (than.len(), than)
+}
+
 fn notification_id(raw: &serde_json::Value) -> Option<String> {
     raw.get("id").and_then(|v| v.as_str()).map(str::to_owned)
 }
@@ -487,5 +502,18 @@ pub fn describe(call: &str, e: &ApiFailure) -> String {
         )
     } else {
         format!("{call}: {e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newer;
+
+    #[test]
+    fn ids_compare_as_numbers() {
+        assert!(newer("110000000000000043", "110000000000000042"));
+        assert!(newer("100", "99"));
+        assert!(!newer("99", "100"));
+        assert!(!newer("42", "42"));
     }
 }

@@ -4,8 +4,8 @@
 /// What the user stream says, as far as the inbox cares.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// A new notification: read on from the cursor.
-    Notification,
+    /// A new notification (its id, when it has one): read on from the cursor.
+    Notification(Option<String>),
     /// A status was edited (its new version).
     StatusUpdate(serde_json::Value),
     /// A status was deleted (its id).
@@ -88,7 +88,11 @@ fn event_of(block: &str) -> Option<Event> {
     let name = name?;
     let data = data.join("\n");
     Some(match name.as_str() {
-        "notification" => Event::Notification,
+        "notification" => Event::Notification(
+            serde_json::from_str::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|n| n.get("id")?.as_str().map(str::to_owned)),
+        ),
         "status.update" => match serde_json::from_str(&data) {
             Ok(status) => Event::StatusUpdate(status),
             Err(_) => Event::Other,
@@ -119,7 +123,11 @@ mod tests {
         assert!(buffer.is_empty());
         assert_eq!(
             event_of("event: notification\ndata: {}"),
-            Some(Event::Notification)
+            Some(Event::Notification(None))
+        );
+        assert_eq!(
+            event_of("event: notification\ndata: {\"id\":\"34975861\",\"type\":\"mention\"}"),
+            Some(Event::Notification(Some("34975861".into())))
         );
         assert_eq!(event_of("event: update\ndata: {}"), Some(Event::Other));
     }

@@ -65,14 +65,6 @@ pub fn text_of(sanitized: &str) -> String {
     text.trim().to_owned()
 }
 
-/// Text for HTML.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The entities ammonia writes (and numeric ones), back to characters.
 fn decode(text: &str) -> String {
     if !text.contains('&') {

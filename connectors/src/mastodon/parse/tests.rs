@@ -278,3 +278,24 @@ fn fixtures_parse_as_described() {
         Parsed::Ignored("not a mention")
     );
 }
+
+#[test]
+fn each_subject_says_its_visibility_back() {
+    let own = own();
+    for visibility in ["public", "unlisted", "private", "direct"] {
+        let (m, _) = message(parse_notification(
+            &mention(visibility, CONTENT, None),
+            origin(&own),
+        ));
+        let subject = m.thread.subject.unwrap();
+        assert_eq!(
+            visibility_of_subject(&subject).as_str(),
+            visibility,
+            "{subject}"
+        );
+    }
+    assert_eq!(
+        visibility_of_subject("Re: something else"),
+        Visibility::Direct
+    );
+}
