@@ -417,6 +417,15 @@ impl TestApp {
         .await
     }
 
+    /// The dead letters (up to 10), once there is at least one.
+    pub async fn dead_letters_once_any(&self) -> Vec<inbox_core::store::DeadLetter> {
+        wait_for(WAIT, "a dead letter", async || {
+            let dead = self.store.dead_letters(10).await.unwrap();
+            (!dead.is_empty()).then_some(dead)
+        })
+        .await
+    }
+
     /// Every conversation (one page of up to 100), newest activity first.
     pub async fn conversations(&self) -> Vec<Value> {
         let page = self.get_json("/api/v1/conversations?limit=100").await;

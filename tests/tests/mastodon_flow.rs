@@ -457,11 +457,7 @@ async fn a_bad_notification_is_kept_and_the_rest_goes_on(backend: Backend) {
     server.mention(&eve, "Hello after the bad one", "direct", None);
     let (_, history) = thread(&app, "Direct messages", 1).await;
     assert_eq!(history[0]["text"], "Hello after the bad one");
-    let dead = wait_for(WAIT, "a dead letter", async || {
-        let dead = app.store.dead_letters(10).await.unwrap();
-        (!dead.is_empty()).then_some(dead)
-    })
-    .await;
+    let dead = app.dead_letters_once_any().await;
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert!(
         dead[0].error.contains("without its status"),

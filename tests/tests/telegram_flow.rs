@@ -255,11 +255,7 @@ async fn bad_updates_are_kept_and_the_rest_goes_on(backend: Backend) {
         server.pending() == 0
     })
     .await;
-    let dead = wait_for(WAIT, "a dead letter", async || {
-        let dead = app.store.dead_letters(10).await.unwrap();
-        (!dead.is_empty()).then_some(dead)
-    })
-    .await;
+    let dead = app.dead_letters_once_any().await;
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert!(
         dead[0].error.starts_with("telegram message:"),
