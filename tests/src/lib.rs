@@ -420,7 +420,11 @@ impl TestApp {
     /// The dead letters (up to 10), once there is at least one.
     pub async fn dead_letters_once_any(&self) -> Vec<inbox_core::store::DeadLetter> {
         wait_for(WAIT, "a dead letter", async || {
-            let dead = self.store.dead_letters(10).await.unwrap();
+            let dead = self
+                .store
+                .dead_letters(10)
+                .await
+                .unwrap_or_else(|e| panic!("cannot read the dead letters: {e}"));
             (!dead.is_empty()).then_some(dead)
         })
         .await
